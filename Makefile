@@ -1,0 +1,31 @@
+# The two commands of the README. Each sets up .venv/ from nothing on first use and is
+# quick afterwards (the install reruns only when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint protos bench
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+## The main job: until the DQN issue lands, a replay server process with a demo client.
+run: $(STAMP)
+	$(VENV)/bin/shoal replay-demo
+
+## Every test, from nothing.
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+## Regenerates protos/*_pb2*.py from protos/*.proto (tests fail while they are stale).
+protos: $(STAMP)
+	$(VENV)/bin/python -m shoal.protos.generate
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/replay_throughput.py --quick

@@ -1,0 +1,1 @@
+"""Orchestration and the ``shoal`` command line."""

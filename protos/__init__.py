@@ -1,0 +1,1 @@
+"""The wire: .proto sources, their generated modules, and the array codec."""

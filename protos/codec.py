@@ -1,0 +1,203 @@
+"""Dicts of numpy arrays <-> ``Tensor`` messages.
+
+Uncompressed tensors decode with one ``np.frombuffer`` (no per-element Python work).
+Compressed tensors carry one lz4 block or zstd frame per item (row of the first axis), so
+the replay service can keep each item's bytes as they arrived and send them back untouched;
+only the two ends compress and decompress.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Literal
+
+import lz4.block
+import numpy as np
+import zstandard
+from shoal.protos import replay_pb2
+
+CompressionName = Literal["none", "lz4", "zstd"]
+
+COMPRESSION_TO_WIRE: dict[str, int] = {
+    "none": replay_pb2.COMPRESSION_NONE,
+    "lz4": replay_pb2.COMPRESSION_LZ4,
+    "zstd": replay_pb2.COMPRESSION_ZSTD,
+}
+WIRE_TO_COMPRESSION: dict[int, str] = {v: k for k, v in COMPRESSION_TO_WIRE.items()}
+
+# Fixed-size numeric types only: they have a defined little-endian byte layout.
+SUPPORTED_DTYPES: frozenset[str] = frozenset(
+    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+     "float16", "float32", "float64"]
+)
+
+ZSTD_LEVEL = 3
+
+
+class CodecError(ValueError):
+    """A tensor that cannot be decoded; ``field`` names which one, for the error status."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def wire_dtype(dtype: np.dtype | str | type, field: str = "dtype") -> np.dtype:
+    """The little-endian numpy dtype for a dtype name, or CodecError if it is not supported."""
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in SUPPORTED_DTYPES:
+        raise CodecError(field, f"dtype {name!r} is not one of {sorted(SUPPORTED_DTYPES)}")
+    return np.dtype(name).newbyteorder("<")
+
+
+_local = threading.local()
+
+
+def _zstd_compressor() -> zstandard.ZstdCompressor:
+    # zstandard's (de)compressor objects are not thread-safe; one per thread is cheap.
+    if not hasattr(_local, "zc"):
+        _local.zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return _local.zc
+
+
+def _zstd_decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_local, "zd"):
+        _local.zd = zstandard.ZstdDecompressor()
+    return _local.zd
+
+
+def compress_rows(array: np.ndarray, compression: CompressionName) -> list[bytes]:
+    """One compressed blob per row of the first axis."""
+    contiguous = np.ascontiguousarray(array)
+    if compression == "lz4":
+        return [lz4.block.compress(row, store_size=False) for row in contiguous]
+    if compression == "zstd":
+        compressor = _zstd_compressor()
+        return [compressor.compress(row) for row in contiguous]
+    raise CodecError("compression", f"expected 'lz4' or 'zstd', got {compression!r}")
+
+
+def decompress_row(blob: bytes, compression: CompressionName, row_bytes: int) -> bytes:
+    """One row's raw bytes; raises ValueError when the blob is corrupt or the wrong size."""
+    try:
+        if compression == "lz4":
+            raw = lz4.block.decompress(blob, uncompressed_size=row_bytes)
+        else:
+            raw = _zstd_decompressor().decompress(blob, max_output_size=row_bytes)
+    except (lz4.block.LZ4BlockError, zstandard.ZstdError) as error:
+        raise ValueError(f"corrupt {compression} data ({error})") from None
+    if len(raw) != row_bytes:
+        raise ValueError(f"a row decompresses to {len(raw)} bytes, expected {row_bytes}")
+    return raw
+
+
+def encode_tensor(
+    array: np.ndarray,
+    compression: CompressionName = "none",
+    out: replay_pb2.Tensor | None = None,
+) -> replay_pb2.Tensor:
+    """``array`` as a Tensor; with compression, each row of the first axis compressed alone."""
+    array = np.asarray(array)
+    dtype = wire_dtype(array.dtype)
+    tensor = replay_pb2.Tensor() if out is None else out
+    tensor.dtype = dtype.name
+    tensor.shape[:] = array.shape
+    if compression == "none":
+        tensor.data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    else:
+        if array.ndim == 0:
+            raise CodecError("compression", "a compressed tensor needs an item axis")
+        tensor.compression = COMPRESSION_TO_WIRE[compression]
+        tensor.rows.extend(compress_rows(array.astype(dtype, copy=False), compression))
+    return tensor
+
+
+def encode_rows(
+    rows: Sequence[bytes], dtype: np.dtype, shape: Sequence[int], compression: CompressionName,
+    out: replay_pb2.Tensor,
+) -> None:
+    """Fills ``out`` with rows that are already compressed (as the replay service stores them)."""
+    out.dtype = np.dtype(dtype).name
+    out.shape[:] = (len(rows), *shape)
+    out.compression = COMPRESSION_TO_WIRE[compression]
+    out.rows.extend(rows)
+
+
+def tensor_compression(tensor: replay_pb2.Tensor, field: str) -> CompressionName:
+    name = WIRE_TO_COMPRESSION.get(tensor.compression)
+    if name is None:
+        raise CodecError(field, f"unknown compression {tensor.compression}; expected one of "
+                                f"{sorted(COMPRESSION_TO_WIRE)}")
+    return name  # type: ignore[return-value]
+
+
+def _checked_shape(tensor: replay_pb2.Tensor, field: str) -> tuple[int, ...]:
+    shape = tuple(tensor.shape)
+    if any(dim < 0 for dim in shape):
+        raise CodecError(field, f"shape {list(shape)} has a negative dimension")
+    return shape
+
+
+def decode_tensor(
+    tensor: replay_pb2.Tensor, field: str = "tensor", out: np.ndarray | None = None
+) -> np.ndarray:
+    """The array a Tensor holds, validated; compressed rows are decompressed into ``out``.
+
+    Pass ``out`` (right shape and dtype) to reuse a buffer across batches: a fresh multi-MB
+    array per batch of Atari frames costs page faults on every decode.
+    """
+    dtype = wire_dtype(tensor.dtype, field)
+    shape = _checked_shape(tensor, field)
+    compression = tensor_compression(tensor, field)
+    if compression == "none":
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if len(tensor.data) != expected:
+            raise CodecError(field, f"data has {len(tensor.data)} bytes, expected {expected} "
+                                    f"for {dtype.name}{list(shape)}")
+        array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+        if out is not None:
+            out[...] = array
+            return out
+        return array
+    rows = decompressed_rows(tensor, field)
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    for index, raw in enumerate(rows):
+        out[index] = np.frombuffer(raw, dtype=dtype).reshape(shape[1:])
+    return out
+
+
+def decompressed_rows(tensor: replay_pb2.Tensor, field: str) -> list[bytes]:
+    """Every row of a compressed tensor, raw; raises CodecError naming ``field`` if one is bad."""
+    dtype = wire_dtype(tensor.dtype, field)
+    shape = _checked_shape(tensor, field)
+    compression = tensor_compression(tensor, field)
+    if not shape:
+        raise CodecError(field, "a compressed tensor needs an item axis")
+    if len(tensor.rows) != shape[0]:
+        raise CodecError(field, f"{len(tensor.rows)} compressed rows, expected {shape[0]}")
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    try:
+        return [decompress_row(blob, compression, row_bytes) for blob in tensor.rows]
+    except ValueError as error:
+        raise CodecError(field, str(error)) from None
+
+
+def encode_columns(
+    columns: Mapping[str, np.ndarray],
+    target: MutableMapping[str, replay_pb2.Tensor],
+    compression: Mapping[str, CompressionName] | None = None,
+) -> None:
+    """Writes each column into ``target`` (a message's ``map<string, Tensor>``)."""
+    compression = compression or {}
+    for name, array in columns.items():
+        encode_tensor(array, compression.get(name, "none"), out=target[name])
+
+
+def decode_columns(
+    source: Mapping[str, replay_pb2.Tensor], out: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """The arrays of a ``map<string, Tensor>``, each validated; ``out`` buffers are reused."""
+    out = out or {}
+    return {name: decode_tensor(tensor, name, out.get(name)) for name, tensor in source.items()}

@@ -1,0 +1,88 @@
+"""The per-run bearer token every shoal service requires, and the channel options both
+ends share (message size limits are set explicitly: an Atari CNN's weights or a batch of
+frames exceed gRPC's 4 MiB default)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+AUTH_HEADER = "authorization"
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def read_or_create_token(path: Path) -> str:
+    """The token in ``path``; a fresh one written there (mode 0600) when it does not exist."""
+    if path.exists():
+        token = path.read_text().strip()
+        if not token:
+            raise ValueError(f"token file {path} is empty")
+        return token
+    token = new_token()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return ((AUTH_HEADER, f"Bearer {token}"),)
+
+
+def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+def _denying(handler: grpc.RpcMethodHandler, reason: str) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming kind as ``handler`` that fails UNAUTHENTICATED."""
+
+    def deny(_request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+
+    kinds: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    make = kinds[(handler.request_streaming, handler.response_streaming)]
+    return make(deny, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Lets a call through only when its metadata carries ``authorization: Bearer <token>``."""
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("token: expected a non-empty run token")
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        presented = dict(handler_call_details.invocation_metadata or ()).get(AUTH_HEADER)
+        if presented is None:
+            return _denying(handler, "authorization: missing the run token (Bearer metadata)")
+        if not hmac.compare_digest(str(presented).encode(), self._expected):
+            return _denying(handler, "authorization: wrong run token")
+        return handler

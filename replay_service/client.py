@@ -1,0 +1,302 @@
+"""The client actors and the learner use to talk to the replay service.
+
+Usage::
+
+    with ReplayClient(address, token) as client:
+        with client.writer("transitions") as writer:      # one long-lived Insert stream
+            writer.extend({"obs": obs, "action": actions, ...}, priorities=initial)
+            writer.append({"obs": one_obs, "action": one_action, ...})
+            writer.flush()                                  # send what is buffered now
+        # leaving the block closes the stream and waits until the server stored it all
+        with client.sample("transitions", batch_size=256, beta=0.4, prefetch=4) as batches:
+            for batch in batches:
+                ...
+                client.update_priorities("transitions", batch.keys, new_priorities)
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import grpc
+import numpy as np
+from shoal.protos import codec, replay_pb2, replay_pb2_grpc
+from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bearer_metadata, channel_options
+
+_POLL_SECONDS = 0.2
+
+
+class SampleBatch(NamedTuple):
+    keys: np.ndarray
+    probabilities: np.ndarray
+    weights: np.ndarray
+    columns: dict[str, np.ndarray]
+
+
+class WriterError(RuntimeError):
+    """The Insert stream failed; ``code`` and ``details`` are the server's status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+class Writer:
+    """Batches items into InsertRequests on one long-lived Insert stream.
+
+    Items collect in a buffer and go out as one message per ``max_items_per_message``.
+    Messages wait in a bounded queue for gRPC to send; when the server's rate limiter
+    holds inserts, that queue fills and ``append``/``extend`` block: backpressure reaches
+    the actor. ``blocked_seconds`` says how long they did. Fields the table stores
+    compressed are compressed here, per item, so the server never has to.
+    """
+
+    def __init__(
+        self,
+        stub: replay_pb2_grpc.ReplayServiceStub,
+        table: str,
+        metadata: tuple[tuple[str, str], ...],
+        compression: Mapping[str, codec.CompressionName],
+        max_items_per_message: int,
+        max_queued_messages: int,
+    ) -> None:
+        if max_items_per_message < 1:
+            raise ValueError(f"max_items_per_message: expected >= 1, got {max_items_per_message}")
+        self.table = table
+        self.blocked_seconds = 0.0
+        self._stub = stub
+        self._metadata = metadata
+        self._compression = dict(compression)
+        self._max_items = max_items_per_message
+        self._outbox: queue.Queue[replay_pb2.InsertRequest | None] = queue.Queue(
+            maxsize=max(1, max_queued_messages))
+        self._chunks: list[Mapping[str, np.ndarray]] = []
+        self._priority_chunks: list[np.ndarray] = []
+        self._pending = 0
+        self._with_priorities: bool | None = None
+        self._call: Any = None
+        self._closed = False
+
+    # Items in ---------------------------------------------------------------
+
+    def append(self, item: Mapping[str, Any], priority: float | None = None) -> None:
+        """One item: each field without the item axis."""
+        self.extend({name: np.asarray(value)[None] for name, value in item.items()},
+                    None if priority is None else np.array([priority], dtype=np.float64))
+
+    def extend(self, columns: Mapping[str, Any], priorities: Any = None) -> None:
+        """Many items: each field with the item axis first, all of one length."""
+        if self._closed:
+            raise RuntimeError("writer: append after close")
+        self._raise_if_failed()
+        arrays = {name: np.asarray(value) for name, value in columns.items()}
+        count = len(next(iter(arrays.values())))
+        with_priorities = priorities is not None
+        if self._with_priorities is not None and with_priorities != self._with_priorities:
+            self.flush()  # one message carries priorities for all its items, or for none
+        self._with_priorities = with_priorities
+        self._chunks.append(arrays)
+        if with_priorities:
+            self._priority_chunks.append(np.asarray(priorities, dtype=np.float64))
+        self._pending += count
+        if self._pending >= self._max_items:
+            self._send_pending(full_messages_only=True)
+
+    def flush(self) -> None:
+        """Hands every buffered item to the stream now (the server stores them in order)."""
+        self._send_pending(full_messages_only=False)
+
+    # Messages out -----------------------------------------------------------
+
+    def _send_pending(self, full_messages_only: bool) -> None:
+        if not self._pending:
+            return
+        columns = {name: np.concatenate([chunk[name] for chunk in self._chunks])
+                   for name in self._chunks[0]}
+        priorities = (np.concatenate(self._priority_chunks)
+                      if self._with_priorities else None)
+        start = 0
+        while self._pending - start >= self._max_items or (
+                not full_messages_only and start < self._pending):
+            stop = min(start + self._max_items, self._pending)
+            self._send({name: array[start:stop] for name, array in columns.items()},
+                       None if priorities is None else priorities[start:stop])
+            start = stop
+        rest = {name: array[start:] for name, array in columns.items()}
+        self._chunks = [rest] if start < self._pending else []
+        self._priority_chunks = ([priorities[start:]]
+                                 if priorities is not None and start < self._pending else [])
+        self._pending -= start
+
+    def _send(self, columns: Mapping[str, np.ndarray], priorities: np.ndarray | None) -> None:
+        request = replay_pb2.InsertRequest(table=self.table)
+        codec.encode_columns(columns, request.columns, self._compression)
+        if priorities is not None:
+            codec.encode_tensor(priorities, out=request.priorities)
+        if self._call is None:
+            self._call = self._stub.Insert.future(self._requests(), metadata=self._metadata)
+        start = time.monotonic()
+        while True:
+            try:
+                self._outbox.put(request, timeout=_POLL_SECONDS)
+                break
+            except queue.Full:
+                self._raise_if_failed()
+        self.blocked_seconds += time.monotonic() - start
+
+    def _requests(self) -> Iterator[replay_pb2.InsertRequest]:
+        while (request := self._outbox.get()) is not None:
+            yield request
+
+    def _raise_if_failed(self) -> None:
+        if self._call is not None and self._call.done():
+            error = self._call.exception()
+            if error is not None:
+                raise WriterError(error.code(), error.details()) from None
+
+    def close(self) -> replay_pb2.InsertResponse:
+        """Flushes, ends the stream and waits until the server has stored everything;
+        raises WriterError if it refused any message."""
+        if self._closed:
+            raise RuntimeError("writer: already closed")
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            if self._call is not None:
+                self._outbox.put(None)
+        if self._call is None:
+            return replay_pb2.InsertResponse()
+        try:
+            return self._call.result()
+        except grpc.RpcError as error:
+            raise WriterError(error.code(), error.details()) from None
+
+    def cancel(self) -> None:
+        """Drops the stream without waiting (what is unsent is lost)."""
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.cancel()
+
+
+class Sampler:
+    """Iterates batches of one Sample stream; the server keeps ``prefetch`` batches ahead.
+
+    With ``reuse_buffers=k`` decompressed fields are written into k rotating sets of
+    arrays instead of new ones per batch (a batch is valid until k more are drawn).
+    """
+
+    def __init__(self, call: Any, reuse_buffers: int = 0) -> None:
+        self._call = call
+        self._buffers: list[dict[str, np.ndarray]] = [{} for _ in range(reuse_buffers)]
+        self._next_buffer = 0
+
+    def __iter__(self) -> Sampler:
+        return self
+
+    def __next__(self) -> SampleBatch:
+        response = next(self._call)
+        out = None
+        if self._buffers:
+            out = self._buffers[self._next_buffer]
+            self._next_buffer = (self._next_buffer + 1) % len(self._buffers)
+        columns = {}
+        for name, tensor in response.columns.items():
+            if out is not None and tensor.compression != replay_pb2.COMPRESSION_NONE:
+                shape = tuple(tensor.shape)
+                buffer = out.get(name)
+                if buffer is None or buffer.shape != shape:
+                    buffer = out[name] = np.empty(shape, codec.wire_dtype(tensor.dtype, name))
+                columns[name] = codec.decode_tensor(tensor, name, out=buffer)
+            else:
+                columns[name] = codec.decode_tensor(tensor, name)
+        return SampleBatch(
+            keys=codec.decode_tensor(response.keys, "keys"),
+            probabilities=codec.decode_tensor(response.probabilities, "probabilities"),
+            weights=codec.decode_tensor(response.weights, "weights"),
+            columns=columns,
+        )
+
+    def close(self) -> None:
+        self._call.cancel()
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ReplayClient:
+    def __init__(
+        self, address: str, token: str, *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address, options=channel_options(max_message_bytes))
+        self._stub = replay_pb2_grpc.ReplayServiceStub(self._channel)
+        self._metadata = bearer_metadata(token)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Blocks until the channel connects; grpc.FutureTimeoutError after ``timeout``."""
+        grpc.channel_ready_future(self._channel).result(timeout=timeout)
+
+    def writer(
+        self, table: str, *, max_items_per_message: int = 256, max_queued_messages: int = 4,
+    ) -> Writer:
+        """A writer for ``table``; asks the server once how the table stores its fields."""
+        signature = self.info([table])[table].signature
+        compression = {name: codec.WIRE_TO_COMPRESSION[spec.compression]
+                       for name, spec in signature.items()
+                       if spec.compression != replay_pb2.COMPRESSION_NONE}
+        return Writer(self._stub, table, self._metadata, compression,
+                      max_items_per_message, max_queued_messages)
+
+    def sample(
+        self, table: str, batch_size: int, *, beta: float = 1.0, prefetch: int = 2,
+        num_batches: int = 0, timeout: float | None = None, reuse_buffers: int = 0,
+    ) -> Sampler:
+        request = replay_pb2.SampleRequest(
+            table=table, batch_size=batch_size, beta=beta, prefetch=prefetch,
+            num_batches=num_batches, timeout_seconds=timeout or 0.0)
+        return Sampler(self._stub.Sample(request, metadata=self._metadata), reuse_buffers)
+
+    def update_priorities(self, table: str, keys: Any, priorities: Any) -> tuple[int, int]:
+        """Returns (updated, ignored because already evicted)."""
+        request = replay_pb2.UpdatePrioritiesRequest(table=table)
+        codec.encode_tensor(np.asarray(keys, dtype=np.int64), out=request.keys)
+        codec.encode_tensor(np.asarray(priorities, dtype=np.float64), out=request.priorities)
+        response = self._stub.UpdatePriorities(request, metadata=self._metadata)
+        return response.updated, response.ignored
+
+    def info(self, tables: list[str] | None = None) -> dict[str, replay_pb2.TableInfo]:
+        response = self._stub.Info(replay_pb2.InfoRequest(tables=tables or []),
+                                   metadata=self._metadata)
+        return {info.name: info for info in response.tables}
+
+    def checkpoint(self) -> str:
+        return self._stub.Checkpoint(replay_pb2.CheckpointRequest(), metadata=self._metadata).path
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ReplayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+

@@ -1,0 +1,139 @@
+"""Selectors: which stored items a sample returns, and with what probability.
+
+A selector is a small frozen spec (``Prioritized(alpha=0.6)``, ``Uniform()``, ``Fifo()``)
+that a Table builds into an index over its ring's slots. The index hears of every insert,
+removal and priority update by slot, and answers ``sample(n)`` with slots and P(slot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from shoal.replay_service.sum_tree import SumTree
+
+
+class SelectorIndex(Protocol):
+    """What a Table asks of a built selector. Slots are positions in the table's ring."""
+
+    def insert(self, slots: np.ndarray, priorities: np.ndarray) -> None: ...
+    def remove(self, slots: np.ndarray) -> None: ...
+    def update(self, slots: np.ndarray, priorities: np.ndarray) -> None: ...
+    def sample(
+        self, count: int, size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` slots and the probability each had of being drawn."""
+        ...
+
+
+class Selector(Protocol):
+    without_replacement: bool  # a batch never repeats an item, so it needs `count` items
+
+    def build(self, capacity: int) -> SelectorIndex: ...
+    def describe(self) -> str: ...
+
+
+class _SumTreeIndex:
+    """Draws slots in proportion to a per-slot mass: p^alpha, or 1 for every live slot."""
+
+    def __init__(self, capacity: int, alpha: float | None) -> None:
+        self._tree = SumTree(capacity)
+        self._alpha = alpha
+
+    def _mass(self, priorities: np.ndarray) -> np.ndarray | float:
+        if self._alpha is None:
+            return 1.0
+        return np.power(priorities, self._alpha)
+
+    def insert(self, slots: np.ndarray, priorities: np.ndarray) -> None:
+        self._tree.set(slots, self._mass(priorities))
+
+    def remove(self, slots: np.ndarray) -> None:
+        self._tree.set(slots, 0.0)
+
+    def update(self, slots: np.ndarray, priorities: np.ndarray) -> None:
+        if self._alpha is not None:
+            self._tree.set(slots, self._mass(priorities))
+
+    def sample(
+        self, count: int, size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        slots = self._tree.sample(count, rng)
+        return slots, self._tree.get(slots) / self._tree.total
+
+
+@dataclass(frozen=True)
+class Prioritized:
+    """P(i) = p_i^alpha / sum_k p_k^alpha over a sum tree (Schaul et al., 2016).
+
+    alpha = 0 is uniform, alpha = 1 fully proportional to priority.
+    """
+
+    alpha: float = 0.6
+    without_replacement = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: expected a number in [0, 1], got {self.alpha}")
+
+    def build(self, capacity: int) -> SelectorIndex:
+        return _SumTreeIndex(capacity, self.alpha)
+
+    def describe(self) -> str:
+        return f"prioritized(alpha={self.alpha:g})"
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """P(i) = 1 / size over the live items, with replacement."""
+
+    without_replacement = False
+
+    def build(self, capacity: int) -> SelectorIndex:
+        return _SumTreeIndex(capacity, None)
+
+    def describe(self) -> str:
+        return "uniform"
+
+
+class _FifoIndex:
+    """The oldest live items, in insertion order. Removal only ever happens at the head
+    (eviction of the oldest, or the oldest reaching max_times_sampled), so a head pointer
+    and a count over the ring describe the live items exactly."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._head = 0
+        self._count = 0
+
+    def insert(self, slots: np.ndarray, priorities: np.ndarray) -> None:
+        if self._count == 0 and slots.size:
+            self._head = int(slots[0])
+        self._count += slots.size
+
+    def remove(self, slots: np.ndarray) -> None:
+        self._head = (self._head + slots.size) % self._capacity
+        self._count -= slots.size
+
+    def update(self, slots: np.ndarray, priorities: np.ndarray) -> None:
+        pass
+
+    def sample(
+        self, count: int, size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        slots = (self._head + np.arange(count)) % self._capacity
+        return slots, np.full(count, 1.0 / size)
+
+
+@dataclass(frozen=True)
+class Fifo:
+    """The ``count`` oldest items, oldest first; with max_times_sampled=1, a queue."""
+
+    without_replacement = True
+
+    def build(self, capacity: int) -> SelectorIndex:
+        return _FifoIndex(capacity)
+
+    def describe(self) -> str:
+        return "fifo"

@@ -1,0 +1,350 @@
+"""The replay service over gRPC: tables behind ReplayService, with auth and checkpoints.
+
+``ReplayServer`` owns the sockets and threads; everything it does to data, it asks of a
+``Table``, so the storage logic runs and tests without a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent import futures
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+import numpy as np
+from shoal.protos import codec, replay_pb2, replay_pb2_grpc
+from shoal.replay_service import checkpoint
+from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, TokenAuthInterceptor
+from shoal.replay_service.table import (
+    ColumnValue,
+    CompressedRows,
+    InvalidItems,
+    RateLimiterTimeout,
+    SampledBatch,
+    Table,
+    TableClosed,
+    WaitCancelled,
+)
+
+log = logging.getLogger(__name__)
+
+# How often a blocked stream re-checks whether its client is still there.
+_POLL_SECONDS = 0.2
+
+
+def decode_insert(
+    request: replay_pb2.InsertRequest, table: Table
+) -> tuple[dict[str, ColumnValue], np.ndarray | None]:
+    """An InsertRequest's columns and priorities; compressed rows that match how the table
+    stores the field are checked (each must decompress to one item) and kept as they are."""
+    columns: dict[str, ColumnValue] = {}
+    for name, tensor in request.columns.items():
+        spec = table.signature.get(name)
+        compression = codec.tensor_compression(tensor, name)
+        if spec is not None and compression != "none" and compression == spec.compression:
+            dtype = codec.wire_dtype(tensor.dtype, name)
+            if dtype.name != np.dtype(spec.dtype).name or tuple(tensor.shape[1:]) != spec.shape:
+                raise InvalidItems(name, f"expected {spec.describe()} per item, got "
+                                         f"{dtype.name}{list(tensor.shape[1:])}")
+            codec.decompressed_rows(tensor, name)
+            columns[name] = CompressedRows(list(tensor.rows))
+        else:
+            columns[name] = codec.decode_tensor(tensor, name)
+    priorities = None
+    if request.HasField("priorities"):
+        priorities = codec.decode_tensor(request.priorities, "priorities")
+    return columns, priorities
+
+
+def encode_sample(batch: SampledBatch, table: Table) -> replay_pb2.SampleResponse:
+    response = replay_pb2.SampleResponse()
+    codec.encode_tensor(batch.keys, out=response.keys)
+    codec.encode_tensor(batch.probabilities, out=response.probabilities)
+    codec.encode_tensor(batch.weights, out=response.weights)
+    for name, value in batch.columns.items():
+        if isinstance(value, CompressedRows):
+            spec = table.signature[name]
+            codec.encode_rows(value.rows, np.dtype(spec.dtype), spec.shape, spec.compression,
+                              out=response.columns[name])
+        else:
+            codec.encode_tensor(value, out=response.columns[name])
+    return response
+
+
+def table_info(table: Table) -> replay_pb2.TableInfo:
+    stats = table.stats()
+    info = replay_pb2.TableInfo(
+        name=stats.name, size=stats.size, max_size=stats.max_size, selector=stats.selector,
+        max_times_sampled=stats.max_times_sampled, inserted_items=stats.inserted_items,
+        sampled_items=stats.sampled_items, priority_updates=stats.priority_updates,
+        stored_bytes=stats.stored_bytes,
+        rate_limiter=replay_pb2.RateLimiterInfo(
+            kind=stats.rate_limiter,
+            insert_blocked_seconds=stats.insert_blocked_seconds,
+            sample_blocked_seconds=stats.sample_blocked_seconds,
+            can_insert=stats.can_insert, can_sample=stats.can_sample,
+            inserts_waiting=stats.inserts_waiting, samples_waiting=stats.samples_waiting),
+    )
+    for name, spec in table.signature.items():
+        info.signature[name].dtype = np.dtype(spec.dtype).name
+        info.signature[name].shape[:] = spec.shape
+        info.signature[name].compression = codec.COMPRESSION_TO_WIRE[spec.compression]
+    return info
+
+
+_END = object()
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    context.abort(code, details)
+    raise AssertionError("context.abort returned")  # it raises; this tells the type checker
+
+
+class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
+    def __init__(self, tables: Mapping[str, Table], server: ReplayServer) -> None:
+        self._tables = tables
+        self._server = server
+
+    def _table(self, name: str, context: grpc.ServicerContext) -> Table:
+        table = self._tables.get(name)
+        if table is None:
+            _abort(context, grpc.StatusCode.NOT_FOUND,
+                   f"table: no table {name!r}; tables are {sorted(self._tables)}")
+        return table
+
+    @staticmethod
+    def _invalid(context: grpc.ServicerContext, table: Table, error: object) -> NoReturn:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"table {table.name!r}: {error}")
+
+    @staticmethod
+    def _cancel_on_end(context: grpc.ServicerContext, table: Table) -> threading.Event:
+        """An event set when the RPC ends, which also wakes the table's waiters."""
+        ended = threading.Event()
+
+        def on_end() -> None:
+            ended.set()
+            table.wake()
+
+        context.add_callback(on_end)
+        return ended
+
+    def Insert(
+        self, request_iterator: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext
+    ) -> replay_pb2.InsertResponse:
+        items = messages = 0
+        ended: dict[str, threading.Event] = {}
+        for request in request_iterator:
+            table = self._table(request.table, context)
+            if table.name not in ended:
+                ended[table.name] = self._cancel_on_end(context, table)
+            try:
+                columns, priorities = decode_insert(request, table)
+                keys = table.insert(columns, priorities, cancel=ended[table.name])
+            except (InvalidItems, codec.CodecError) as error:
+                self._invalid(context, table, error)
+            except (WaitCancelled, TableClosed) as error:
+                _abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
+            items += keys.size
+            messages += 1
+        return replay_pb2.InsertResponse(items=items, messages=messages)
+
+    def Sample(
+        self, request: replay_pb2.SampleRequest, context: grpc.ServicerContext
+    ) -> Iterator[replay_pb2.SampleResponse]:
+        table = self._table(request.table, context)
+        problem = _sample_request_problem(request, table)
+        if problem:
+            self._invalid(context, table, problem)
+        ended = self._cancel_on_end(context, table)
+        batches: queue.Queue[Any] = queue.Queue(maxsize=max(1, request.prefetch))
+        producer = threading.Thread(
+            target=self._produce, args=(table, request, batches, ended),
+            name=f"sample-{table.name}", daemon=True)
+        producer.start()
+        try:
+            while True:
+                try:
+                    item = batches.get(timeout=_POLL_SECONDS)
+                except queue.Empty:
+                    if ended.is_set():
+                        return
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, tuple):
+                    _abort(context, *item)
+                yield item
+        finally:
+            ended.set()
+            table.wake()
+
+    @staticmethod
+    def _produce(
+        table: Table, request: replay_pb2.SampleRequest, batches: queue.Queue[Any],
+        ended: threading.Event,
+    ) -> None:
+        """Samples ahead of the client, at most ``prefetch`` batches, until told to stop."""
+
+        def put(item: Any) -> None:
+            while not ended.is_set():
+                try:
+                    batches.put(item, timeout=_POLL_SECONDS)
+                    return
+                except queue.Full:
+                    continue
+
+        timeout = request.timeout_seconds or None
+        produced = 0
+        try:
+            while not ended.is_set() and (request.num_batches == 0
+                                          or produced < request.num_batches):
+                batch = table.sample(request.batch_size, request.beta, timeout=timeout,
+                                     cancel=ended, decompress=False)
+                put(encode_sample(batch, table))
+                produced += 1
+            put(_END)
+        except WaitCancelled:
+            return
+        except RateLimiterTimeout as error:
+            put((grpc.StatusCode.DEADLINE_EXCEEDED, str(error)))
+        except TableClosed as error:
+            put((grpc.StatusCode.UNAVAILABLE, str(error)))
+        except Exception as error:  # a bug: report it on the stream rather than hang it
+            log.exception("sampling table %r failed", table.name)
+            put((grpc.StatusCode.INTERNAL, f"sampling failed: {error!r}"))
+
+    def UpdatePriorities(
+        self, request: replay_pb2.UpdatePrioritiesRequest, context: grpc.ServicerContext
+    ) -> replay_pb2.UpdatePrioritiesResponse:
+        table = self._table(request.table, context)
+        try:
+            keys = codec.decode_tensor(request.keys, "keys")
+            priorities = codec.decode_tensor(request.priorities, "priorities")
+            updated, ignored = table.update_priorities(keys, priorities)
+        except (InvalidItems, codec.CodecError) as error:
+            self._invalid(context, table, error)
+        return replay_pb2.UpdatePrioritiesResponse(updated=updated, ignored=ignored)
+
+    def Info(
+        self, request: replay_pb2.InfoRequest, context: grpc.ServicerContext
+    ) -> replay_pb2.InfoResponse:
+        names = list(request.tables) or list(self._tables)
+        return replay_pb2.InfoResponse(
+            tables=[table_info(self._table(name, context)) for name in names])
+
+    def Checkpoint(
+        self, request: replay_pb2.CheckpointRequest, context: grpc.ServicerContext
+    ) -> replay_pb2.CheckpointResponse:
+        if self._server.checkpoint_dir is None:
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                   "checkpoint: this server has no checkpoint directory")
+        return replay_pb2.CheckpointResponse(path=str(self._server.checkpoint()))
+
+
+def _sample_request_problem(request: replay_pb2.SampleRequest, table: Table) -> str | None:
+    if not 1 <= request.batch_size <= table.max_size:
+        return f"batch_size: expected 1..max_size ({table.max_size}), got {request.batch_size}"
+    if not 0.0 <= request.beta <= 1.0:
+        return f"beta: expected a number in [0, 1], got {request.beta}"
+    if request.prefetch < 0:
+        return f"prefetch: expected >= 0, got {request.prefetch}"
+    if request.num_batches < 0:
+        return f"num_batches: expected >= 0 (0: unbounded), got {request.num_batches}"
+    if not (math.isfinite(request.timeout_seconds) and request.timeout_seconds >= 0):
+        return f"timeout_seconds: expected >= 0 (0: no limit), got {request.timeout_seconds}"
+    return None
+
+
+class ReplayServer:
+    """A running replay service: ``with ReplayServer(tables, token=t) as server: ...``.
+
+    On start it restores the newest checkpoint in ``checkpoint_dir`` if there is one; with
+    ``checkpoint_every_seconds`` it checkpoints periodically; ``stop(checkpoint=True)``
+    writes a last one (what SIGTERM does in ``shoal replay-server``).
+    """
+
+    def __init__(
+        self,
+        tables: Sequence[Table],
+        *,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        checkpoint_dir: Path | None = None,
+        checkpoint_every_seconds: float = 0.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_workers: int = 64,
+    ) -> None:
+        names = [table.name for table in tables]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tables: names must be distinct, got {names}")
+        self.tables = {table.name: table for table in tables}
+        self.checkpoint_dir = checkpoint_dir
+        self.restored_from: Path | None = None
+        self._checkpoint_every = checkpoint_every_seconds
+        self._checkpoint_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._periodic: threading.Thread | None = None
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="replay"),
+            interceptors=[TokenAuthInterceptor(token)],
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        replay_pb2_grpc.add_ReplayServiceServicer_to_server(
+            ReplayServicer(self.tables, self), self._grpc)
+        self.port = self._grpc.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"could not bind {host}:{port}")
+        self.address = f"{host}:{self.port}"
+
+    def start(self) -> ReplayServer:
+        if self.checkpoint_dir is not None:
+            newest = checkpoint.latest(self.checkpoint_dir)
+            if newest is not None:
+                checkpoint.restore(self.tables, newest)
+                self.restored_from = newest
+                log.info("restored %s from %s", sorted(self.tables), newest)
+        self._grpc.start()
+        if self.checkpoint_dir is not None and self._checkpoint_every > 0:
+            self._periodic = threading.Thread(target=self._checkpoint_periodically,
+                                              name="replay-checkpoint", daemon=True)
+            self._periodic.start()
+        return self
+
+    def checkpoint(self) -> Path:
+        if self.checkpoint_dir is None:
+            raise RuntimeError("this server has no checkpoint directory")
+        with self._checkpoint_lock:
+            return checkpoint.save(self.tables, self.checkpoint_dir)
+
+    def _checkpoint_periodically(self) -> None:
+        while not self._stopping.wait(self._checkpoint_every):
+            path = self.checkpoint()
+            log.info("checkpointed to %s", path)
+
+    def stop(self, grace: float = 1.0, *, checkpoint: bool = False) -> Path | None:
+        """Stops serving (waking every blocked stream); optionally writes a last checkpoint."""
+        self._stopping.set()
+        for table in self.tables.values():
+            table.close()
+        self._grpc.stop(grace).wait()
+        if self._periodic is not None:
+            self._periodic.join()
+        if checkpoint and self.checkpoint_dir is not None:
+            return self.checkpoint()
+        return None
+
+    def __enter__(self) -> ReplayServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

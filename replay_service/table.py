@@ -1,0 +1,570 @@
+"""A replay table: preallocated column storage in a ring, a selector, a rate limiter.
+
+Usage, in process (the gRPC server wraps the same object)::
+
+    table = Table(
+        name="transitions",
+        selector=Prioritized(alpha=0.6),
+        remover=OldestFirst(),
+        max_size=1_000_000,
+        rate_limiter=MinSize(1_000),
+        signature={"obs": FieldSpec("float32", (4,)), "action": FieldSpec("int64", ())},
+    )
+    keys = table.insert({"obs": obs_batch, "action": action_batch})   # n items at once
+    batch = table.sample(256, beta=0.4)            # keys, probabilities, weights, columns
+    table.update_priorities(batch.keys, abs(td_error) + 1e-6)
+
+Items live in one numpy array per field (structure of arrays), at slot ``key % max_size``:
+inserting n items is n-row slice assignment, sampling a batch is one fancy index per field.
+When the ring is full the next insert overwrites the oldest slots (oldest-first removal).
+Fields marked compressed keep one compressed blob per item, as it came off the wire.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from shoal.protos.codec import (
+    COMPRESSION_TO_WIRE,
+    CodecError,
+    CompressionName,
+    compress_rows,
+    decompress_row,
+    wire_dtype,
+)
+from shoal.replay_service.rate_limiters import MinSize, Queue, RateLimiter, TableCounts
+from shoal.replay_service.selectors import Fifo, Selector
+
+
+class InvalidItems(ValueError):
+    """Items, keys or priorities that do not fit the table; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class RateLimiterTimeout(TimeoutError):
+    """The rate limiter kept an insert or sample waiting longer than its timeout."""
+
+
+class WaitCancelled(RuntimeError):
+    """The caller's cancel event was set while it waited (its RPC ended)."""
+
+
+class TableClosed(RuntimeError):
+    """The table is shutting down; waiting callers are released with this."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One column of a table's signature: the dtype and shape of a single item."""
+
+    dtype: np.dtype | str
+    shape: tuple[int, ...] = ()
+    compression: CompressionName = "none"
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "dtype", wire_dtype(self.dtype))
+        except (CodecError, TypeError) as error:
+            raise ValueError(f"dtype: {error}") from None
+        shape = tuple(int(dim) for dim in self.shape)
+        if any(dim < 0 for dim in shape):
+            raise ValueError(f"shape: expected non-negative dimensions, got {list(shape)}")
+        object.__setattr__(self, "shape", shape)
+        if self.compression not in COMPRESSION_TO_WIRE:
+            raise ValueError(f"compression: expected one of {sorted(COMPRESSION_TO_WIRE)}, "
+                             f"got {self.compression!r}")
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    def describe(self) -> str:
+        suffix = "" if self.compression == "none" else f" ({self.compression})"
+        return f"{np.dtype(self.dtype).name}{list(self.shape)}{suffix}"
+
+
+@dataclass(frozen=True)
+class CompressedRows:
+    """Items of a compressed field, one blob per item, already checked to decompress to
+    the field's row size (the server checks on arrival; the table compresses arrays)."""
+
+    rows: list[bytes]
+
+
+ColumnValue = np.ndarray | CompressedRows
+
+
+@dataclass(frozen=True)
+class OldestFirst:
+    """The only remover: at capacity the ring overwrites the oldest slots.
+
+    With max_times_sampled, items leave before they are oldest and their slots stay empty
+    until the ring comes round again, so such a table can hold fewer than max_size items.
+    """
+
+
+class SampledBatch(NamedTuple):
+    keys: np.ndarray           # int64 [B], for update_priorities
+    probabilities: np.ndarray  # float64 [B], P(i) when drawn
+    weights: np.ndarray        # float32 [B], (N * P(i))^-beta / max over the batch
+    columns: dict[str, ColumnValue]
+
+
+@dataclass
+class TableStats:
+    name: str
+    size: int
+    max_size: int
+    selector: str
+    max_times_sampled: int
+    inserted_items: int
+    sampled_items: int
+    priority_updates: int
+    stored_bytes: int
+    rate_limiter: str
+    insert_blocked_seconds: float
+    sample_blocked_seconds: float
+    inserts_waiting: int  # callers blocked right now, by side
+    samples_waiting: int
+    can_insert: bool
+    can_sample: bool
+
+
+@dataclass
+class TableState:
+    """Everything a checkpoint needs to rebuild a table: live items in key order, counters."""
+
+    arrays: dict[str, np.ndarray]
+    counters: dict[str, float] = field(default_factory=dict)
+    signature: dict[str, str] = field(default_factory=dict)
+    max_size: int = 0
+
+
+Side = Literal["insert", "sample"]
+
+
+class Table:
+    def __init__(
+        self,
+        name: str,
+        selector: Selector,
+        remover: OldestFirst,
+        max_size: int,
+        rate_limiter: RateLimiter,
+        signature: Mapping[str, FieldSpec],
+        max_times_sampled: int = 0,
+        seed: int | None = None,
+    ) -> None:
+        if not name:
+            raise ValueError("name: expected a non-empty table name")
+        if not isinstance(remover, OldestFirst):
+            raise ValueError(f"remover: expected OldestFirst(), got {remover!r}")
+        if max_size < 1:
+            raise ValueError(f"max_size: expected >= 1, got {max_size}")
+        if max_times_sampled < 0:
+            raise ValueError(f"max_times_sampled: expected >= 0 (0: unlimited), "
+                             f"got {max_times_sampled}")
+        if not signature:
+            raise ValueError("signature: expected at least one field")
+        for field_name, spec in signature.items():
+            if not isinstance(spec, FieldSpec):
+                raise ValueError(f"signature.{field_name}: expected a FieldSpec, got {spec!r}")
+        rate_limiter.validate(max_size)
+
+        self.name = name
+        self.selector = selector
+        self.max_size = max_size
+        self.rate_limiter = rate_limiter
+        self.signature: dict[str, FieldSpec] = dict(signature)
+        self.max_times_sampled = max_times_sampled
+
+        self._cond = threading.Condition()
+        self._rng = np.random.default_rng(seed)
+        self._closed = False
+        self._allocate()
+
+    @classmethod
+    def queue(cls, name: str, max_size: int, signature: Mapping[str, FieldSpec]) -> Table:
+        """A FIFO queue: each item sampled exactly once, inserts wait while it is full."""
+        return cls(name, Fifo(), OldestFirst(), max_size, Queue(max_size), signature,
+                   max_times_sampled=1)
+
+    def _allocate(self) -> None:
+        self._columns: dict[str, np.ndarray] = {}
+        self._compressed_nbytes: dict[str, np.ndarray] = {}
+        for field_name, spec in self.signature.items():
+            if spec.compression == "none":
+                self._columns[field_name] = np.zeros((self.max_size, *spec.shape), spec.dtype)
+            else:
+                self._columns[field_name] = np.full(self.max_size, None, dtype=object)
+                self._compressed_nbytes[field_name] = np.zeros(self.max_size, np.int64)
+        self._keys = np.full(self.max_size, -1, dtype=np.int64)
+        self._priorities = np.zeros(self.max_size, dtype=np.float64)
+        self._times_sampled = np.zeros(self.max_size, dtype=np.int64)
+        self._index = self.selector.build(self.max_size)
+        self._next_key = 0
+        self._size = 0
+        self._inserted = 0
+        self._sampled = 0
+        self._priority_updates = 0
+        self._max_priority = 1.0
+        self._compressed_bytes = 0
+        self._blocked_seconds = {"insert": 0.0, "sample": 0.0}
+        self._waiting = {"insert": 0, "sample": 0}
+
+    # ----------------------------------------------------------------- waiting
+
+    def _counts(self) -> TableCounts:
+        return TableCounts(self._size, self._inserted, self._sampled)
+
+    def _wait(
+        self, ready: Callable[[], bool], side: Side, timeout: float | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        """Waits (holding the condition) until ``ready()``; charges the time to ``side``."""
+        if ready() and not self._closed:
+            return
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        self._waiting[side] += 1
+        try:
+            while True:
+                if self._closed:
+                    raise TableClosed(f"table {self.name!r} is closed")
+                if ready():
+                    return
+                if cancel is not None and cancel.is_set():
+                    raise WaitCancelled(f"{side} on table {self.name!r} was cancelled")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RateLimiterTimeout(
+                        f"{side} on table {self.name!r} waited {timeout:g}s for the rate "
+                        f"limiter ({self.rate_limiter.kind}); size {self._size}")
+                self._cond.wait(remaining)
+        finally:
+            self._waiting[side] -= 1
+            self._blocked_seconds[side] += time.monotonic() - start
+
+    def wake(self) -> None:
+        """Makes waiting callers re-check their cancel events."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Releases every waiting caller with TableClosed; later waits fail at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ insert
+
+    def _validated(
+        self, columns: Mapping[str, Any], priorities: Any
+    ) -> tuple[int, dict[str, ColumnValue], np.ndarray | None]:
+        missing = sorted(set(self.signature) - set(columns))
+        extra = sorted(set(columns) - set(self.signature))
+        if missing or extra:
+            parts = ([f"missing {missing}"] if missing else []) + (
+                [f"unexpected {extra}"] if extra else [])
+            raise InvalidItems("columns", f"{'; '.join(parts)}; the signature of table "
+                                          f"{self.name!r} is {sorted(self.signature)}")
+        checked: dict[str, ColumnValue] = {}
+        counts = set()
+        for field_name, spec in self.signature.items():
+            value = columns[field_name]
+            if isinstance(value, CompressedRows):
+                if spec.compression == "none":
+                    raise InvalidItems(field_name, "compressed rows for an uncompressed field")
+                checked[field_name] = value
+                counts.add(len(value.rows))
+                continue
+            array = np.asarray(value)
+            if array.dtype.name != np.dtype(spec.dtype).name:
+                raise InvalidItems(field_name, f"expected dtype {np.dtype(spec.dtype).name}, "
+                                               f"got {array.dtype.name}")
+            if array.shape[1:] != spec.shape or array.ndim != len(spec.shape) + 1:
+                raise InvalidItems(field_name, f"expected shape [items, *{list(spec.shape)}], "
+                                               f"got {list(array.shape)}")
+            counts.add(array.shape[0])
+            if spec.compression != "none":
+                checked[field_name] = CompressedRows(compress_rows(array, spec.compression))
+            else:
+                checked[field_name] = array
+        if len(counts) != 1:
+            raise InvalidItems("columns", f"fields disagree on the item count: {sorted(counts)}")
+        count = counts.pop()
+        if not 1 <= count <= self.max_size:
+            raise InvalidItems("columns", f"expected 1..max_size ({self.max_size}) items in "
+                                          f"one insert, got {count}")
+        if priorities is not None:
+            priorities = _checked_priorities(priorities, count)
+        return count, checked, priorities
+
+    def insert(
+        self,
+        columns: Mapping[str, Any],
+        priorities: Any = None,
+        *,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> np.ndarray:
+        """Stores a batch of items whole, or raises and stores nothing; returns their keys.
+
+        ``priorities`` (shape [items], finite, >= 0) are the initial priorities; without
+        them each item gets the largest priority the table has seen (PER's rule).
+        """
+        count, checked, initial = self._validated(columns, priorities)
+        with self._cond:
+            self._wait(lambda: self.rate_limiter.can_insert(self._counts(), count),
+                       "insert", timeout, cancel)
+            keys = np.arange(self._next_key, self._next_key + count, dtype=np.int64)
+            slots = keys % self.max_size
+            evicted = slots[self._keys[slots] >= 0]
+            if evicted.size:
+                self._forget(evicted)
+            for field_name, value in checked.items():
+                column = self._columns[field_name]
+                if isinstance(value, CompressedRows):
+                    blobs = np.empty(count, dtype=object)
+                    blobs[:] = value.rows
+                    column[slots] = blobs
+                    nbytes = np.fromiter((len(b) for b in value.rows), np.int64, count)
+                    self._compressed_nbytes[field_name][slots] = nbytes
+                    self._compressed_bytes += int(nbytes.sum())
+                else:
+                    column[slots] = value
+            if initial is None:
+                initial = np.full(count, self._max_priority)
+            elif count:
+                self._max_priority = max(self._max_priority, float(initial.max()))
+            self._keys[slots] = keys
+            self._priorities[slots] = initial
+            self._times_sampled[slots] = 0
+            self._index.insert(slots, initial)
+            self._next_key += count
+            self._size += count
+            self._inserted += count
+            self._cond.notify_all()
+        return keys
+
+    def _forget(self, slots: np.ndarray) -> None:
+        """Removes live items at ``slots`` (held under the condition)."""
+        self._index.remove(slots)
+        self._keys[slots] = -1
+        self._size -= slots.size
+        for field_name, nbytes in self._compressed_nbytes.items():
+            self._compressed_bytes -= int(nbytes[slots].sum())
+            nbytes[slots] = 0
+            self._columns[field_name][slots] = None
+
+    # ------------------------------------------------------------------ sample
+
+    def sample(
+        self,
+        batch_size: int,
+        beta: float = 1.0,
+        *,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+        decompress: bool = True,
+    ) -> SampledBatch:
+        """Draws a batch; waits while the rate limiter (or too few items) holds sampling.
+
+        ``decompress=False`` returns compressed fields as stored (CompressedRows), which is
+        what the server sends on without touching them.
+        """
+        if not 1 <= batch_size <= self.max_size:
+            raise InvalidItems("batch_size", f"expected 1..max_size ({self.max_size}), "
+                                             f"got {batch_size}")
+        if not 0.0 <= beta <= 1.0:
+            raise InvalidItems("beta", f"expected a number in [0, 1], got {beta}")
+        needed = batch_size if self.selector.without_replacement else 1
+        with self._cond:
+            self._wait(
+                lambda: self._size >= needed
+                and self.rate_limiter.can_sample(self._counts(), batch_size),
+                "sample", timeout, cancel)
+            size = self._size
+            slots, probabilities = self._index.sample(batch_size, size, self._rng)
+            keys = self._keys[slots]
+            columns: dict[str, ColumnValue] = {}
+            for field_name, column in self._columns.items():
+                if column.dtype == object:
+                    columns[field_name] = CompressedRows(column[slots].tolist())
+                else:
+                    columns[field_name] = column[slots]
+            self._sampled += batch_size
+            if self.max_times_sampled:
+                np.add.at(self._times_sampled, slots, 1)
+                spent = np.unique(slots[self._times_sampled[slots] >= self.max_times_sampled])
+                if spent.size:
+                    self._forget(spent)
+            self._cond.notify_all()
+        weights = np.power(size * probabilities, -beta)
+        weights /= weights.max()
+        if decompress:
+            columns = {name: self._decompressed(name, value) for name, value in columns.items()}
+        return SampledBatch(keys, probabilities, weights.astype(np.float32), columns)
+
+    def _decompressed(self, field_name: str, value: ColumnValue) -> ColumnValue:
+        if not isinstance(value, CompressedRows):
+            return value
+        spec = self.signature[field_name]
+        out = np.empty((len(value.rows), *spec.shape), spec.dtype)
+        for index, blob in enumerate(value.rows):
+            raw = decompress_row(blob, spec.compression, spec.row_bytes)
+            out[index] = np.frombuffer(raw, spec.dtype).reshape(spec.shape)
+        return out
+
+    # -------------------------------------------------------------- priorities
+
+    def update_priorities(self, keys: Any, priorities: Any) -> tuple[int, int]:
+        """Sets priorities of items still stored; returns (updated, ignored as evicted)."""
+        keys = np.asarray(keys)
+        if keys.ndim != 1 or not np.issubdtype(keys.dtype, np.integer):
+            raise InvalidItems("keys", f"expected a 1-d integer array, got "
+                                       f"{keys.dtype.name}{list(keys.shape)}")
+        if keys.size and keys.min() < 0:
+            raise InvalidItems("keys", "expected keys >= 0")
+        checked = _checked_priorities(priorities, keys.size)
+        keys = keys.astype(np.int64, copy=False)
+        with self._cond:
+            slots = keys % self.max_size
+            live = self._keys[slots] == keys
+            slots, checked = slots[live], checked[live]
+            self._priorities[slots] = checked
+            self._index.update(slots, checked)
+            if checked.size:
+                self._max_priority = max(self._max_priority, float(checked.max()))
+            self._priority_updates += int(slots.size)
+        return int(slots.size), int(keys.size - slots.size)
+
+    # -------------------------------------------------------------------- info
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def stats(self) -> TableStats:
+        with self._cond:
+            counts = self._counts()
+            fixed_bytes = sum(spec.row_bytes for spec in self.signature.values()
+                              if spec.compression == "none")
+            return TableStats(
+                name=self.name,
+                size=self._size,
+                max_size=self.max_size,
+                selector=self.selector.describe(),
+                max_times_sampled=self.max_times_sampled,
+                inserted_items=self._inserted,
+                sampled_items=self._sampled,
+                priority_updates=self._priority_updates,
+                stored_bytes=self._size * fixed_bytes + self._compressed_bytes,
+                rate_limiter=self.rate_limiter.kind,
+                insert_blocked_seconds=self._blocked_seconds["insert"],
+                sample_blocked_seconds=self._blocked_seconds["sample"],
+                inserts_waiting=self._waiting["insert"],
+                samples_waiting=self._waiting["sample"],
+                can_insert=self.rate_limiter.can_insert(counts, 1),
+                can_sample=self._size >= 1 and self.rate_limiter.can_sample(counts, 1),
+            )
+
+    def signature_description(self) -> dict[str, str]:
+        return {name: spec.describe() for name, spec in self.signature.items()}
+
+    # -------------------------------------------------------------- checkpoint
+
+    def state(self) -> TableState:
+        """A copy of the live items (in key order) and counters, taken under the lock."""
+        with self._cond:
+            live = np.flatnonzero(self._keys >= 0)
+            live = live[np.argsort(self._keys[live], kind="stable")]
+            arrays: dict[str, np.ndarray] = {
+                "keys": self._keys[live],
+                "priorities": self._priorities[live],
+                "times_sampled": self._times_sampled[live],
+            }
+            for field_name, column in self._columns.items():
+                if column.dtype == object:
+                    blobs = column[live].tolist()
+                    arrays[f"rows.{field_name}"] = np.frombuffer(b"".join(blobs), np.uint8)
+                    arrays[f"lengths.{field_name}"] = self._compressed_nbytes[field_name][live]
+                else:
+                    arrays[f"column.{field_name}"] = column[live]
+            counters = {
+                "next_key": self._next_key,
+                "inserted": self._inserted,
+                "sampled": self._sampled,
+                "priority_updates": self._priority_updates,
+                "max_priority": self._max_priority,
+            }
+            return TableState(arrays, counters, self.signature_description(), self.max_size)
+
+    def check_restorable(self, state: TableState) -> None:
+        if state.max_size != self.max_size or state.signature != self.signature_description():
+            raise ValueError(
+                f"table {self.name!r}: the checkpoint has max_size {state.max_size} and "
+                f"signature {state.signature}, the table {self.max_size} and "
+                f"{self.signature_description()}")
+
+    def restore(self, state: TableState) -> None:
+        """Replaces the contents with a saved state; the selector is rebuilt from the saved
+        priorities, so sampling resumes with the same probabilities."""
+        self.check_restorable(state)
+        with self._cond:
+            self._allocate()
+            keys = state.arrays["keys"].astype(np.int64)
+            slots = keys % self.max_size
+            for field_name, column in self._columns.items():
+                if column.dtype == object:
+                    lengths = state.arrays[f"lengths.{field_name}"].astype(np.int64)
+                    data = state.arrays[f"rows.{field_name}"].tobytes()
+                    ends = np.cumsum(lengths)
+                    blobs = np.empty(keys.size, dtype=object)
+                    blobs[:] = [data[end - n:end] for end, n in zip(ends, lengths, strict=True)]
+                    column[slots] = blobs
+                    self._compressed_nbytes[field_name][slots] = lengths
+                    self._compressed_bytes += int(lengths.sum())
+                else:
+                    column[slots] = state.arrays[f"column.{field_name}"]
+            self._keys[slots] = keys
+            self._priorities[slots] = state.arrays["priorities"]
+            self._times_sampled[slots] = state.arrays["times_sampled"]
+            self._index.insert(slots, self._priorities[slots])
+            self._size = int(keys.size)
+            self._next_key = int(state.counters["next_key"])
+            self._inserted = int(state.counters["inserted"])
+            self._sampled = int(state.counters["sampled"])
+            self._priority_updates = int(state.counters["priority_updates"])
+            self._max_priority = float(state.counters["max_priority"])
+            self._cond.notify_all()
+
+
+def _checked_priorities(priorities: Any, count: int) -> np.ndarray:
+    array = np.asarray(priorities)
+    if array.shape != (count,) or not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    ):
+        raise InvalidItems("priorities", f"expected {count} numbers, got "
+                                         f"{array.dtype.name}{list(array.shape)}")
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all():
+        raise InvalidItems("priorities", "expected finite numbers, got NaN or infinity")
+    if count and array.min() < 0:
+        raise InvalidItems("priorities", f"expected numbers >= 0, got {array.min():g}")
+    return array
+
+
+__all__ = [
+    "ColumnValue", "CompressedRows", "FieldSpec", "InvalidItems", "MinSize", "OldestFirst",
+    "RateLimiterTimeout", "SampledBatch", "Table", "TableClosed", "TableState", "TableStats",
+    "WaitCancelled",
+]

@@ -1,0 +1,40 @@
+"""The ``shoal`` command as a user runs it: real subprocesses, exit codes, stderr lines."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "shoal.launcher.cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["replay-server"], "the following arguments are required: --config"),
+    (["replay-server", "--config", "x.yaml", "--port", "70000", "--token-file", "t"],
+     "--port: expected 0..65535, got 70000"),
+    (["replay-server", "--config", "/nonexistent.yaml", "--token-file", "{tmp}/t"],
+     "--config: cannot read /nonexistent.yaml"),
+    (["replay-server", "--config", "x.yaml"], "--token-file or SHOAL_TOKEN"),
+    (["replay-demo", "--items", "10"], "--items: expected >= 256, got 10"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments_print_one_line_and_exit_2(tmp_path, monkeypatch, args, message):
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    result = shoal(*(arg.replace("{tmp}", str(tmp_path)) for arg in args))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("shoal: error: ") and message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_demo_runs_a_server_process_end_to_end():
+    result = shoal("replay-demo", "--items", "5000", "--batches", "20")
+    assert result.returncode == 0, result.stderr
+    assert "size 5,000 of 1,000,000" in result.stdout
+    assert "5,120 updated" in result.stdout
+    assert "checkpoint-000001" in result.stdout
+    assert "server stopped with SIGTERM (exit 0)" in result.stdout

@@ -1,0 +1,301 @@
+"""Every RPC over a real gRPC server on a loopback ephemeral port."""
+
+import threading
+
+import grpc
+import numpy as np
+import pytest
+from shoal.protos import codec, replay_pb2, replay_pb2_grpc
+from shoal.replay_service import ReplayClient, ReplayServer, Table, WriterError
+from shoal.replay_service.auth import bearer_metadata
+
+from ..conftest import (
+    CARTPOLE_SIGNATURE,
+    TOKEN,
+    frames,
+    prioritized_table,
+    service_tables,
+    transitions,
+    wait_until,
+)
+from .test_table import assert_state_equal
+
+
+def insert_request(table: str, columns, priorities=None, compression=None):
+    request = replay_pb2.InsertRequest(table=table)
+    codec.encode_columns(columns, request.columns, compression)
+    if priorities is not None:
+        codec.encode_tensor(np.asarray(priorities, np.float64), out=request.priorities)
+    return request
+
+
+@pytest.fixture
+def stub(server):
+    with grpc.insecure_channel(server.address) as channel:
+        yield replay_pb2_grpc.ReplayServiceStub(channel)
+
+
+def test_insert_sample_update_info_round_trip(server, client):
+    data = transitions(300)
+    with client.writer("transitions", max_items_per_message=64) as writer:
+        writer.extend(data, priorities=np.full(300, 2.0))
+        writer.append({name: column[0] for name, column in transitions(1, start=300).items()},
+                      priority=5.0)
+    info = client.info()["transitions"]
+    assert (info.size, info.inserted_items) == (301, 301)
+    assert info.selector == "prioritized(alpha=0.6)"
+    assert info.signature["obs"].dtype == "float32" and list(info.signature["obs"].shape) == [4]
+    assert info.stored_bytes == 301 * (16 + 8 + 4 + 16 + 4)
+
+    with client.sample("transitions", 32, beta=0.5, num_batches=3, prefetch=2) as batches:
+        received = list(batches)
+    assert len(received) == 3
+    batch = received[0]
+    rows = batch.columns["action"]
+    np.testing.assert_array_equal(batch.keys, rows)
+    np.testing.assert_array_equal(batch.columns["obs"][rows < 300], data["obs"][rows[rows < 300]])
+    assert batch.weights.dtype == np.float32 and batch.weights.max() == 1.0
+
+    updated, ignored = client.update_priorities("transitions", batch.keys, np.full(32, 0.5))
+    assert (updated, ignored) == (32, 0)
+    assert client.info(["transitions"])["transitions"].priority_updates == 32
+
+
+def test_compressed_items_travel_and_stay_compressed(server, client):
+    data = frames(40)
+    with client.writer("frames") as writer:
+        writer.extend(data)
+    info = client.info(["frames"])["frames"]
+    assert info.signature["frames"].compression == replay_pb2.COMPRESSION_LZ4
+    assert info.stored_bytes < 40 * 16 * 16 * 4 / 4
+    with client.sample("frames", 16, num_batches=2, reuse_buffers=2) as batches:
+        for batch in batches:
+            np.testing.assert_array_equal(batch.columns["frames"],
+                                          data["frames"][batch.columns["action"]])
+
+
+def test_uncompressed_frames_are_accepted_and_compressed_by_the_table(server, stub):
+    data = frames(4)
+    stub.Insert(iter([insert_request("frames", data)]), metadata=bearer_metadata(TOKEN))
+    assert server.tables["frames"].stats().stored_bytes < 4 * 16 * 16 * 4 / 4
+
+
+def test_fifo_stream_delivers_in_order_and_prefetches_ahead(server, client):
+    with client.writer("rollouts") as writer:
+        writer.extend(transitions(8))
+    table = server.tables["rollouts"]
+    with client.sample("rollouts", 1, prefetch=3) as batches:
+        assert next(batches).columns["action"].tolist() == [0]
+        wait_until(lambda: table.stats().sampled_items >= 4,
+                   what="the server to sample ahead of the client")
+        assert [next(batches).columns["action"][0] for _ in range(3)] == [1, 2, 3]
+
+
+def test_writer_backpressure_blocks_then_delivers_everything(server, client):
+    table = server.tables["rollouts"]  # a queue of 8
+    errors = []
+
+    def write():
+        try:
+            with client.writer("rollouts", max_items_per_message=4, max_queued_messages=1) as w:
+                w.extend(transitions(20))
+        except Exception as error:
+            errors.append(error)
+
+    writer_thread = threading.Thread(target=write, daemon=True)
+    writer_thread.start()
+    wait_until(lambda: table.stats().inserts_waiting == 1, what="the full queue to push back")
+    assert writer_thread.is_alive()
+    with client.sample("rollouts", 4, num_batches=5) as batches:
+        actions = np.concatenate([batch.columns["action"] for batch in batches])
+    writer_thread.join(10)
+    assert not errors and not writer_thread.is_alive()
+    np.testing.assert_array_equal(actions, np.arange(20))
+
+
+def test_sample_deadline_exceeded_when_the_rate_limiter_holds(server, client):
+    with pytest.raises(grpc.RpcError) as raised, \
+            client.sample("rollouts", 2, timeout=0.1) as batches:
+        next(batches)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "rollouts" in raised.value.details()
+
+
+def test_checkpoint_rpc_writes_a_checkpoint_a_new_server_restores(tmp_path, server, client):
+    with client.writer("transitions") as writer:
+        writer.extend(transitions(50), priorities=np.arange(1.0, 51.0))
+    client.update_priorities("transitions", np.array([3, 7]), np.array([100.0, 0.0]))
+    path = client.checkpoint()
+    assert path.startswith(str(tmp_path / "ckpt"))
+    saved = server.tables["transitions"].state()
+    with ReplayServer(service_tables(), token=TOKEN, checkpoint_dir=tmp_path / "ckpt") as again:
+        assert str(again.restored_from) == path
+        assert_state_equal(saved, again.tables["transitions"].state())
+
+
+def test_checkpoint_without_a_directory_is_failed_precondition():
+    with ReplayServer([prioritized_table()], token=TOKEN) as plain, \
+            ReplayClient(plain.address, TOKEN) as client, pytest.raises(grpc.RpcError) as raised:
+        client.checkpoint()
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# ---------------------------------------------------------------- auth
+
+
+@pytest.mark.parametrize("metadata", [(), bearer_metadata("wrong-token"),
+                                      (("authorization", TOKEN),)])
+def test_every_rpc_needs_the_run_token(server, stub, metadata):
+    calls = [
+        lambda: stub.Info(replay_pb2.InfoRequest(), metadata=metadata),
+        lambda: stub.Insert(iter([insert_request("transitions", transitions(2))]),
+                            metadata=metadata),
+        lambda: next(stub.Sample(replay_pb2.SampleRequest(table="transitions", batch_size=1),
+                                 metadata=metadata)),
+        lambda: stub.UpdatePriorities(replay_pb2.UpdatePrioritiesRequest(table="transitions"),
+                                      metadata=metadata),
+        lambda: stub.Checkpoint(replay_pb2.CheckpointRequest(), metadata=metadata),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "authorization" in raised.value.details()
+    assert server.tables["transitions"].size == 0
+
+
+# ----------------------------------------------------------- bad input
+
+
+def _truncated(request):
+    request.columns["obs"].data = request.columns["obs"].data[:-1]
+    return request
+
+
+def _unknown_compression(request):
+    request.columns["obs"].compression = 7
+    return request
+
+
+def _corrupt_rows(request):
+    request.columns["frames"].rows[1] = b"\x00garbage"
+    return request
+
+
+BAD_INSERTS = {
+    "unknown table": (lambda: insert_request("nope", transitions(2)),
+                      grpc.StatusCode.NOT_FOUND, "table: no table 'nope'"),
+    "missing field": (lambda: insert_request("transitions", {
+        k: v for k, v in transitions(2).items() if k != "reward"}),
+        grpc.StatusCode.INVALID_ARGUMENT, r"columns: missing \['reward'\]"),
+    "extra field": (lambda: insert_request("transitions", {**transitions(2), "x": np.ones(2)}),
+                    grpc.StatusCode.INVALID_ARGUMENT, r"columns: unexpected \['x'\]"),
+    "wrong dtype": (lambda: insert_request("transitions", {
+        **transitions(2), "obs": np.zeros((2, 4))}),
+        grpc.StatusCode.INVALID_ARGUMENT, "obs: expected dtype float32, got float64"),
+    "wrong shape": (lambda: insert_request("transitions", {
+        **transitions(2), "next_obs": np.zeros((2, 3), np.float32)}),
+        grpc.StatusCode.INVALID_ARGUMENT, r"next_obs: expected shape \[items, \*\[4\]\]"),
+    "nan priority": (lambda: insert_request("transitions", transitions(2), [1.0, np.nan]),
+                     grpc.StatusCode.INVALID_ARGUMENT, "priorities: expected finite"),
+    "negative priority": (lambda: insert_request("transitions", transitions(2), [1.0, -2.0]),
+                          grpc.StatusCode.INVALID_ARGUMENT, "priorities: expected numbers >= 0"),
+    "truncated bytes": (lambda: _truncated(insert_request("transitions", transitions(2))),
+                        grpc.StatusCode.INVALID_ARGUMENT, "obs: data has 31 bytes, expected 32"),
+    "unknown compression": (
+        lambda: _unknown_compression(insert_request("transitions", transitions(2))),
+        grpc.StatusCode.INVALID_ARGUMENT, "obs: unknown compression 7"),
+    "corrupt compressed row": (
+        lambda: _corrupt_rows(insert_request("frames", frames(3), compression={"frames": "lz4"})),
+        grpc.StatusCode.INVALID_ARGUMENT, "frames: "),
+    "too many items": (lambda: insert_request("rollouts", transitions(9)),
+                       grpc.StatusCode.INVALID_ARGUMENT, r"expected 1..max_size \(8\) items"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INSERTS))
+def test_bad_insert_gets_its_status_and_changes_nothing(server, client, stub, case):
+    make_request, code, pattern = BAD_INSERTS[case]
+    with client.writer("transitions") as writer:
+        writer.extend(transitions(5))
+    with client.writer("frames") as writer:
+        writer.extend(frames(3))
+    before = {name: table.state() for name, table in server.tables.items()}
+    good = insert_request("transitions", transitions(2, start=5))
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Insert(iter([make_request()]), metadata=bearer_metadata(TOKEN))
+    assert raised.value.code() == code
+    assert raised.value.details() is not None
+    assert __import__("re").search(pattern, raised.value.details()), raised.value.details()
+    for name, table in server.tables.items():
+        assert_state_equal(before[name], table.state())
+    # The server stays up: a good message on a new stream is stored.
+    stub.Insert(iter([good]), metadata=bearer_metadata(TOKEN))
+    assert server.tables["transitions"].size == 7
+
+
+def test_a_bad_message_ends_the_stream_keeping_the_messages_before_it(server, stub):
+    messages = [insert_request("transitions", transitions(3)),
+                insert_request("transitions", {**transitions(2), "obs": np.zeros((2, 4))}),
+                insert_request("transitions", transitions(4))]
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Insert(iter(messages), metadata=bearer_metadata(TOKEN))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert server.tables["transitions"].size == 3
+
+
+def test_writer_surfaces_the_servers_refusal(server, client):
+    writer = client.writer("transitions")
+    writer.extend({**transitions(2), "obs": np.zeros((2, 4))})
+    with pytest.raises(WriterError, match="INVALID_ARGUMENT: table 'transitions': obs"):
+        writer.close()
+
+
+@pytest.mark.parametrize(("fields", "pattern"), [
+    ({"batch_size": 0}, r"batch_size: expected 1..max_size \(1000\), got 0"),
+    ({"batch_size": 1001}, r"batch_size: expected 1..max_size \(1000\), got 1001"),
+    ({"batch_size": 4, "beta": 2.0}, r"beta: expected a number in \[0, 1\]"),
+    ({"batch_size": 4, "prefetch": -1}, "prefetch: expected >= 0"),
+    ({"batch_size": 4, "timeout_seconds": -1}, "timeout_seconds: expected >= 0"),
+])
+def test_bad_sample_requests_are_invalid_argument(server, client, stub, fields, pattern):
+    with client.writer("transitions") as writer:
+        writer.extend(transitions(5))
+    before = server.tables["transitions"].state()
+    request = replay_pb2.SampleRequest(table="transitions", **fields)
+    with pytest.raises(grpc.RpcError) as raised:
+        next(stub.Sample(request, metadata=bearer_metadata(TOKEN)))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert __import__("re").search(pattern, raised.value.details()), raised.value.details()
+    assert_state_equal(before, server.tables["transitions"].state())
+
+
+def test_bad_priority_updates_are_invalid_argument_and_change_nothing(server, client, stub):
+    with client.writer("transitions") as writer:
+        writer.extend(transitions(5))
+    before = server.tables["transitions"].state()
+    for priorities, pattern in [([1.0, np.nan], "priorities: expected finite"),
+                                ([1.0, -1.0], "priorities: expected numbers >= 0"),
+                                ([1.0], "priorities: expected 2 numbers")]:
+        with pytest.raises(grpc.RpcError) as raised:
+            client.update_priorities("transitions", [0, 1], priorities)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert pattern in raised.value.details()
+    assert_state_equal(before, server.tables["transitions"].state())
+    with pytest.raises(grpc.RpcError) as raised:
+        client.update_priorities("nope", [0], [1.0])
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_oversized_message_is_resource_exhausted_and_the_server_stays_up():
+    table = Table.queue("rollouts", 100_000, CARTPOLE_SIGNATURE)
+    with ReplayServer([table], token=TOKEN, max_message_bytes=64 * 1024) as small, \
+            ReplayClient(small.address, TOKEN) as client:
+        with pytest.raises(WriterError) as raised, \
+                client.writer("rollouts", max_items_per_message=10_000) as writer:
+            writer.extend(transitions(10_000))  # ~480 kB in one message
+        assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert table.size == 0
+        with client.writer("rollouts", max_items_per_message=100) as writer:
+            writer.extend(transitions(1000))
+        assert table.size == 1000
