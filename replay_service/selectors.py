@@ -47,7 +47,11 @@ class _SumTreeIndex:
         return np.power(priorities, self._alpha)
 
     def insert(self, slots: np.ndarray, priorities: np.ndarray) -> None:
-        self._tree.set(slots, self._mass(priorities))
+        mass = self._mass(priorities)
+        if slots.size > 1 and slots[-1] - slots[0] == slots.size - 1:  # no wrap: one run
+            self._tree.set_run(int(slots[0]), np.broadcast_to(mass, slots.shape))
+        else:
+            self._tree.set(slots, mass)
 
     def remove(self, slots: np.ndarray) -> None:
         self._tree.set(slots, 0.0)
@@ -59,8 +63,7 @@ class _SumTreeIndex:
     def sample(
         self, count: int, size: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        slots = self._tree.sample(count, rng)
-        return slots, self._tree.get(slots) / self._tree.total
+        return self._tree.sample(count, rng)
 
 
 @dataclass(frozen=True)

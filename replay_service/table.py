@@ -394,13 +394,13 @@ class Table:
                 "sample", timeout, cancel)
             size = self._size
             slots, probabilities = self._index.sample(batch_size, size, self._rng)
-            keys = self._keys[slots]
+            keys = self._keys.take(slots)
             columns: dict[str, ColumnValue] = {}
             for field_name, column in self._columns.items():
                 if column.dtype == object:
                     columns[field_name] = CompressedRows(column[slots].tolist())
-                else:
-                    columns[field_name] = column[slots]
+                else:  # take: several times faster than fancy indexing on 2-d arrays
+                    columns[field_name] = column.take(slots, axis=0)
             self._sampled += batch_size
             if self.max_times_sampled:
                 np.add.at(self._times_sampled, slots, 1)
@@ -408,11 +408,12 @@ class Table:
                 if spent.size:
                     self._forget(spent)
             self._cond.notify_all()
-        weights = np.power(size * probabilities, -beta)
-        weights /= weights.max()
-        if decompress:
+        # (N P_i)^-beta / max_j (N P_j)^-beta  ==  (min_j P_j / P_i)^beta
+        weights = (probabilities.min() / probabilities).astype(np.float32)
+        weights **= np.float32(beta)
+        if decompress and self._compressed_nbytes:
             columns = {name: self._decompressed(name, value) for name, value in columns.items()}
-        return SampledBatch(keys, probabilities, weights.astype(np.float32), columns)
+        return SampledBatch(keys, probabilities, weights, columns)
 
     def _decompressed(self, field_name: str, value: ColumnValue) -> ColumnValue:
         if not isinstance(value, CompressedRows):

@@ -20,10 +20,13 @@ def test_sampling_frequencies_follow_the_leaf_values():
     values[[3, 20]] = 0.0  # empty leaves must never be drawn
     tree = SumTree(40)     # not a power of two: padding leaves stay empty too
     tree.set(np.arange(37), values)
-    draws = np.concatenate([tree.sample(256, rng) for _ in range(800)])
+    samples = [tree.sample(256, rng) for _ in range(800)]
+    draws = np.concatenate([leaves for leaves, _ in samples])
     padded = np.zeros(40)
     padded[:37] = values
     assert_frequencies_match(draws, padded / padded.sum())
+    leaves, probabilities = samples[0]
+    np.testing.assert_allclose(probabilities, padded[leaves] / padded.sum(), rtol=1e-12)
 
 
 def test_total_and_leaves_follow_updates_and_repeated_indices():
@@ -41,8 +44,18 @@ def test_updates_change_the_sampling_distribution():
     tree.set(np.arange(4), np.ones(4))
     tree.set(np.array([0]), np.array([0.0]))
     tree.set(np.array([3]), np.array([5.0]))
-    draws = np.concatenate([tree.sample(100, rng) for _ in range(200)])
+    draws = np.concatenate([tree.sample(100, rng)[0] for _ in range(200)])
     assert_frequencies_match(draws, np.array([0, 1, 1, 5]) / 7)
+
+
+def test_setting_a_run_of_leaves_equals_setting_them_one_by_one():
+    rng = np.random.default_rng(7)
+    by_run, by_index = SumTree(50_000), SumTree(50_000)
+    for start, length in [(0, 300), (299, 1), (10_000, 4096), (49_000, 1000)]:
+        values = rng.random(length)
+        by_run.set_run(start, values)
+        by_index.set(np.arange(start, start + length), values)
+    np.testing.assert_array_equal(by_run._nodes, by_index._nodes)
 
 
 def test_find_never_lands_on_an_empty_leaf_at_the_edge():
@@ -51,6 +64,20 @@ def test_find_never_lands_on_an_empty_leaf_at_the_edge():
     edge = np.nextafter(tree.total, 0.0)
     assert tree.find(np.array([edge]))[0] == 2
     assert tree.find(np.array([0.0]))[0] == 0
+
+
+def test_a_tree_larger_than_the_prefix_summed_top_samples_correctly():
+    rng = np.random.default_rng(6)
+    tree = SumTree(100_000)  # 2^17 leaves: 4096 top nodes over subtrees of depth 5
+    values = np.zeros(100_000)
+    hot = rng.choice(100_000, size=20, replace=False)
+    values[hot] = rng.uniform(1, 5, size=20)
+    tree.set(np.arange(100_000), values)
+    draws = np.concatenate([tree.sample(256, rng)[0] for _ in range(400)])
+    assert set(np.unique(draws).tolist()) <= set(hot.tolist())
+    counts = np.bincount(draws, minlength=100_000)[hot]
+    expected = draws.size * values[hot] / values.sum()
+    assert np.all(np.abs(counts - expected) <= 5 * np.sqrt(expected) + 1)
 
 
 def test_a_million_leaves_sum_exactly_after_many_updates():
