@@ -46,15 +46,18 @@ class _SumTreeIndex:
             return 1.0
         return np.power(priorities, self._alpha)
 
-    def insert(self, slots: np.ndarray, priorities: np.ndarray) -> None:
-        mass = self._mass(priorities)
-        if slots.size > 1 and slots[-1] - slots[0] == slots.size - 1:  # no wrap: one run
-            self._tree.set_run(int(slots[0]), np.broadcast_to(mass, slots.shape))
+    def _set(self, slots: np.ndarray, mass: np.ndarray | float) -> None:
+        # Ring inserts, and the evictions before them, touch one run of slots.
+        if slots.size > 1 and slots[-1] - slots[0] == slots.size - 1:
+            self._tree.set_run(int(slots[0]), slots.size, mass)
         else:
             self._tree.set(slots, mass)
 
+    def insert(self, slots: np.ndarray, priorities: np.ndarray) -> None:
+        self._set(slots, self._mass(priorities))
+
     def remove(self, slots: np.ndarray) -> None:
-        self._tree.set(slots, 0.0)
+        self._set(slots, 0.0)
 
     def update(self, slots: np.ndarray, priorities: np.ndarray) -> None:
         if self._alpha is not None:

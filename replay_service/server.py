@@ -48,7 +48,7 @@ def decode_insert(
         compression = codec.tensor_compression(tensor, name)
         if spec is not None and compression != "none" and compression == spec.compression:
             dtype = codec.wire_dtype(tensor.dtype, name)
-            if dtype.name != np.dtype(spec.dtype).name or tuple(tensor.shape[1:]) != spec.shape:
+            if dtype != spec.dtype or tuple(tensor.shape[1:]) != spec.shape:
                 raise InvalidItems(name, f"expected {spec.describe()} per item, got "
                                          f"{dtype.name}{list(tensor.shape[1:])}")
             codec.decompressed_rows(tensor, name)

@@ -72,12 +72,12 @@ class SumTree:
             nodes >>= 1
             self._nodes[nodes] = sums
 
-    def set_run(self, start: int, values: np.ndarray) -> None:
+    def set_run(self, start: int, count: int, values: np.ndarray | float) -> None:
         """Sets the consecutive leaves ``start, start + 1, ...`` (what a ring insert
         touches). Their ancestors form one run per level, refreshed with one slice
         addition per level instead of five fancy-indexing calls."""
         low = self._leaf_base + start
-        high = low + len(values)
+        high = low + count
         self._nodes[low:high] = values
         for _ in range(self._depth_below_top):
             low, high = low >> 1, ((high - 1) >> 1) + 1

@@ -22,6 +22,7 @@ Fields marked compressed keep one compressed blob per item, as it came off the w
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -84,7 +85,7 @@ class FieldSpec:
 
     @property
     def row_bytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
     def describe(self) -> str:
         suffix = "" if self.compression == "none" else f" ({self.compression})"
@@ -202,7 +203,9 @@ class Table:
         self._compressed_nbytes: dict[str, np.ndarray] = {}
         for field_name, spec in self.signature.items():
             if spec.compression == "none":
-                self._columns[field_name] = np.zeros((self.max_size, *spec.shape), spec.dtype)
+                column = np.empty((self.max_size, *spec.shape), spec.dtype)
+                column.fill(0)  # touch every page now, not in the first pass of inserts
+                self._columns[field_name] = column
             else:
                 self._columns[field_name] = np.full(self.max_size, None, dtype=object)
                 self._compressed_nbytes[field_name] = np.zeros(self.max_size, np.int64)
@@ -287,7 +290,7 @@ class Table:
                 counts.add(len(value.rows))
                 continue
             array = np.asarray(value)
-            if array.dtype.name != np.dtype(spec.dtype).name:
+            if array.dtype != spec.dtype:
                 raise InvalidItems(field_name, f"expected dtype {np.dtype(spec.dtype).name}, "
                                                f"got {array.dtype.name}")
             if array.shape[1:] != spec.shape or array.ndim != len(spec.shape) + 1:
@@ -327,7 +330,12 @@ class Table:
                        "insert", timeout, cancel)
             keys = np.arange(self._next_key, self._next_key + count, dtype=np.int64)
             slots = keys % self.max_size
-            evicted = slots[self._keys[slots] >= 0]
+            start = int(slots[0])
+            # Unless the run wraps round the ring, write it as one slice (10x cheaper than
+            # scattering through an index array).
+            where: slice | np.ndarray = (
+                slice(start, start + count) if start + count <= self.max_size else slots)
+            evicted = slots[self._keys[where] >= 0]
             if evicted.size:
                 self._forget(evicted)
             for field_name, value in checked.items():
@@ -335,19 +343,19 @@ class Table:
                 if isinstance(value, CompressedRows):
                     blobs = np.empty(count, dtype=object)
                     blobs[:] = value.rows
-                    column[slots] = blobs
+                    column[where] = blobs
                     nbytes = np.fromiter((len(b) for b in value.rows), np.int64, count)
-                    self._compressed_nbytes[field_name][slots] = nbytes
+                    self._compressed_nbytes[field_name][where] = nbytes
                     self._compressed_bytes += int(nbytes.sum())
                 else:
-                    column[slots] = value
+                    column[where] = value
             if initial is None:
                 initial = np.full(count, self._max_priority)
             elif count:
                 self._max_priority = max(self._max_priority, float(initial.max()))
-            self._keys[slots] = keys
-            self._priorities[slots] = initial
-            self._times_sampled[slots] = 0
+            self._keys[where] = keys
+            self._priorities[where] = initial
+            self._times_sampled[where] = 0
             self._index.insert(slots, initial)
             self._next_key += count
             self._size += count
@@ -430,7 +438,7 @@ class Table:
     def update_priorities(self, keys: Any, priorities: Any) -> tuple[int, int]:
         """Sets priorities of items still stored; returns (updated, ignored as evicted)."""
         keys = np.asarray(keys)
-        if keys.ndim != 1 or not np.issubdtype(keys.dtype, np.integer):
+        if keys.ndim != 1 or keys.dtype.kind not in "iu":
             raise InvalidItems("keys", f"expected a 1-d integer array, got "
                                        f"{keys.dtype.name}{list(keys.shape)}")
         if keys.size and keys.min() < 0:
@@ -551,16 +559,17 @@ class Table:
 
 def _checked_priorities(priorities: Any, count: int) -> np.ndarray:
     array = np.asarray(priorities)
-    if array.shape != (count,) or not (
-        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-    ):
+    if array.shape != (count,) or array.dtype.kind not in "fiu":
         raise InvalidItems("priorities", f"expected {count} numbers, got "
                                          f"{array.dtype.name}{list(array.shape)}")
     array = array.astype(np.float64, copy=False)
-    if not np.isfinite(array).all():
-        raise InvalidItems("priorities", "expected finite numbers, got NaN or infinity")
-    if count and array.min() < 0:
-        raise InvalidItems("priorities", f"expected numbers >= 0, got {array.min():g}")
+    if count:
+        # One reduction finds NaN and infinity (they make the sum non-finite), one the sign.
+        if not math.isfinite(float(np.add.reduce(array))) and not np.isfinite(array).all():
+            raise InvalidItems("priorities", "expected finite numbers, got NaN or infinity")
+        smallest = float(array.min())
+        if smallest < 0:
+            raise InvalidItems("priorities", f"expected numbers >= 0, got {smallest:g}")
     return array
 
 

@@ -1,5 +1,6 @@
 """Every RPC over a real gRPC server on a loopback ephemeral port."""
 
+import re
 import threading
 
 import grpc
@@ -226,7 +227,7 @@ def test_bad_insert_gets_its_status_and_changes_nothing(server, client, stub, ca
         stub.Insert(iter([make_request()]), metadata=bearer_metadata(TOKEN))
     assert raised.value.code() == code
     assert raised.value.details() is not None
-    assert __import__("re").search(pattern, raised.value.details()), raised.value.details()
+    assert re.search(pattern, raised.value.details()), raised.value.details()
     for name, table in server.tables.items():
         assert_state_equal(before[name], table.state())
     # The server stays up: a good message on a new stream is stored.
@@ -266,7 +267,7 @@ def test_bad_sample_requests_are_invalid_argument(server, client, stub, fields, 
     with pytest.raises(grpc.RpcError) as raised:
         next(stub.Sample(request, metadata=bearer_metadata(TOKEN)))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert __import__("re").search(pattern, raised.value.details()), raised.value.details()
+    assert re.search(pattern, raised.value.details()), raised.value.details()
     assert_state_equal(before, server.tables["transitions"].state())
 
 

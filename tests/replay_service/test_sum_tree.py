@@ -53,7 +53,7 @@ def test_setting_a_run_of_leaves_equals_setting_them_one_by_one():
     by_run, by_index = SumTree(50_000), SumTree(50_000)
     for start, length in [(0, 300), (299, 1), (10_000, 4096), (49_000, 1000)]:
         values = rng.random(length)
-        by_run.set_run(start, values)
+        by_run.set_run(start, length, values)
         by_index.set(np.arange(start, start + length), values)
     np.testing.assert_array_equal(by_run._nodes, by_index._nodes)
 
