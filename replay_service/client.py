@@ -94,6 +94,8 @@ class Writer:
             raise RuntimeError("writer: append after close")
         self._raise_if_failed()
         arrays = {name: np.asarray(value) for name, value in columns.items()}
+        if not arrays or any(array.ndim == 0 for array in arrays.values()):
+            raise ValueError("columns: expected fields with an item axis first")
         count = len(next(iter(arrays.values())))
         with_priorities = priorities is not None
         if self._with_priorities is not None and with_priorities != self._with_priorities:

@@ -360,7 +360,8 @@ class Table:
             self._next_key += count
             self._size += count
             self._inserted += count
-            self._cond.notify_all()
+            if self._waiting["insert"] or self._waiting["sample"]:
+                self._cond.notify_all()
         return keys
 
     def _forget(self, slots: np.ndarray) -> None:
@@ -415,7 +416,8 @@ class Table:
                 spent = np.unique(slots[self._times_sampled[slots] >= self.max_times_sampled])
                 if spent.size:
                     self._forget(spent)
-            self._cond.notify_all()
+            if self._waiting["insert"] or self._waiting["sample"]:
+                self._cond.notify_all()
         # (N P_i)^-beta / max_j (N P_j)^-beta  ==  (min_j P_j / P_i)^beta
         weights = (probabilities.min() / probabilities).astype(np.float32)
         weights **= np.float32(beta)
