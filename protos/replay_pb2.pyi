@@ -72,7 +72,7 @@ class SampleRequest(_message.Message):
     def __init__(self, table: _Optional[str] = ..., batch_size: _Optional[int] = ..., prefetch: _Optional[int] = ..., num_batches: _Optional[int] = ..., beta: _Optional[float] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class SampleResponse(_message.Message):
-    __slots__ = ("columns", "keys", "probabilities", "weights")
+    __slots__ = ("columns", "keys", "probabilities", "weights", "batch_size")
     class ColumnsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,11 +84,13 @@ class SampleResponse(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     columns: _containers.MessageMap[str, Tensor]
     keys: Tensor
     probabilities: Tensor
     weights: Tensor
-    def __init__(self, columns: _Optional[_Mapping[str, Tensor]] = ..., keys: _Optional[_Union[Tensor, _Mapping]] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    batch_size: int
+    def __init__(self, columns: _Optional[_Mapping[str, Tensor]] = ..., keys: _Optional[_Union[Tensor, _Mapping]] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class UpdatePrioritiesRequest(_message.Message):
     __slots__ = ("table", "keys", "priorities")

@@ -197,20 +197,36 @@ class Writer:
 class Sampler:
     """Iterates batches of one Sample stream; the server keeps ``prefetch`` batches ahead.
 
+    A message may carry several batches; they come out one by one, as views into it.
     With ``reuse_buffers=k`` decompressed fields are written into k rotating sets of
-    arrays instead of new ones per batch (a batch is valid until k more are drawn).
+    arrays instead of new ones per message (a batch is valid until k more messages came).
     """
 
     def __init__(self, call: Any, reuse_buffers: int = 0) -> None:
         self._call = call
         self._buffers: list[dict[str, np.ndarray]] = [{} for _ in range(reuse_buffers)]
         self._next_buffer = 0
+        self._pending: list[SampleBatch] = []
 
     def __iter__(self) -> Sampler:
         return self
 
     def __next__(self) -> SampleBatch:
-        response = next(self._call)
+        if not self._pending:
+            response = next(self._call)
+            batch = self._decode(response)
+            size = response.batch_size or batch.keys.size
+            self._pending = [
+                SampleBatch(batch.keys[start:start + size],
+                            batch.probabilities[start:start + size],
+                            batch.weights[start:start + size],
+                            {name: column[start:start + size]
+                             for name, column in batch.columns.items()})
+                for start in range(0, batch.keys.size, size)]
+            self._pending.reverse()
+        return self._pending.pop()
+
+    def _decode(self, response: replay_pb2.SampleResponse) -> SampleBatch:
         out = None
         if self._buffers:
             out = self._buffers[self._next_buffer]

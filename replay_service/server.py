@@ -61,8 +61,8 @@ def decode_insert(
     return columns, priorities
 
 
-def encode_sample(batch: SampledBatch, table: Table) -> replay_pb2.SampleResponse:
-    response = replay_pb2.SampleResponse()
+def encode_sample(batch: SampledBatch, table: Table, batch_size: int) -> replay_pb2.SampleResponse:
+    response = replay_pb2.SampleResponse(batch_size=batch_size)
     codec.encode_tensor(batch.keys, out=response.keys)
     codec.encode_tensor(batch.probabilities, out=response.probabilities)
     codec.encode_tensor(batch.weights, out=response.weights)
@@ -161,7 +161,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         if problem:
             self._invalid(context, table, problem)
         ended = self._cancel_on_end(context, table)
-        batches: queue.Queue[Any] = queue.Queue(maxsize=max(1, request.prefetch))
+        batches: queue.Queue[Any] = queue.Queue(maxsize=1)
         producer = threading.Thread(
             target=self._produce, args=(table, request, batches, ended),
             name=f"sample-{table.name}", daemon=True)
@@ -188,7 +188,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         table: Table, request: replay_pb2.SampleRequest, batches: queue.Queue[Any],
         ended: threading.Event,
     ) -> None:
-        """Samples ahead of the client, at most ``prefetch`` batches, until told to stop."""
+        """Samples ahead of the client, ``prefetch`` batches per draw, until told to stop."""
 
         def put(item: Any) -> None:
             while not ended.is_set():
@@ -199,14 +199,17 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                     continue
 
         timeout = request.timeout_seconds or None
+        per_draw = max(1, request.prefetch)
         produced = 0
         try:
             while not ended.is_set() and (request.num_batches == 0
                                           or produced < request.num_batches):
-                batch = table.sample(request.batch_size, request.beta, timeout=timeout,
-                                     cancel=ended, decompress=False)
-                put(encode_sample(batch, table))
-                produced += 1
+                wanted = per_draw if request.num_batches == 0 else min(
+                    per_draw, request.num_batches - produced)
+                batch = table.sample(request.batch_size, request.beta, batches=wanted,
+                                     timeout=timeout, cancel=ended, decompress=False)
+                put(encode_sample(batch, table, request.batch_size))
+                produced += batch.keys.size // request.batch_size
             put(_END)
         except WaitCancelled:
             return

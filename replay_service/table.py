@@ -381,20 +381,27 @@ class Table:
         batch_size: int,
         beta: float = 1.0,
         *,
+        batches: int = 1,
         timeout: float | None = None,
         cancel: threading.Event | None = None,
         decompress: bool = True,
     ) -> SampledBatch:
         """Draws a batch; waits while the rate limiter (or too few items) holds sampling.
 
-        ``decompress=False`` returns compressed fields as stored (CompressedRows), which is
-        what the server sends on without touching them.
+        With ``batches`` > 1 it draws up to that many batches at once, concatenated (how
+        the server samples ahead: one descent of the sum tree and one gather per field for
+        several batches cost little more than for one). Each is a batch the rate limiter
+        would have allowed one by one, and its importance weights are normalised within
+        it; ``len(keys) // batch_size`` says how many came. ``decompress=False`` returns
+        compressed fields as stored (CompressedRows), which the server sends on untouched.
         """
         if not 1 <= batch_size <= self.max_size:
             raise InvalidItems("batch_size", f"expected 1..max_size ({self.max_size}), "
                                              f"got {batch_size}")
         if not 0.0 <= beta <= 1.0:
             raise InvalidItems("beta", f"expected a number in [0, 1], got {beta}")
+        if batches < 1:
+            raise InvalidItems("batches", f"expected >= 1, got {batches}")
         needed = batch_size if self.selector.without_replacement else 1
         with self._cond:
             self._wait(
@@ -402,7 +409,13 @@ class Table:
                 and self.rate_limiter.can_sample(self._counts(), batch_size),
                 "sample", timeout, cancel)
             size = self._size
-            slots, probabilities = self._index.sample(batch_size, size, self._rng)
+            count = self._batches_allowed(batch_size, batches)
+            slots, probabilities = self._index.sample(count * batch_size, size, self._rng)
+            if count > 1 and not self.selector.without_replacement:
+                # Stratified draws come out in order of cumulative mass: shuffle them, so
+                # each batch is a random part of the draw and not one stretch of it.
+                order = self._rng.permutation(slots.size)
+                slots, probabilities = slots[order], probabilities[order]
             keys = self._keys.take(slots)
             columns: dict[str, ColumnValue] = {}
             for field_name, column in self._columns.items():
@@ -410,7 +423,7 @@ class Table:
                     columns[field_name] = CompressedRows(column[slots].tolist())
                 else:  # take: several times faster than fancy indexing on 2-d arrays
                     columns[field_name] = column.take(slots, axis=0)
-            self._sampled += batch_size
+            self._sampled += slots.size
             if self.max_times_sampled:
                 np.add.at(self._times_sampled, slots, 1)
                 spent = np.unique(slots[self._times_sampled[slots] >= self.max_times_sampled])
@@ -418,12 +431,26 @@ class Table:
                     self._forget(spent)
             if self._waiting["insert"] or self._waiting["sample"]:
                 self._cond.notify_all()
-        # (N P_i)^-beta / max_j (N P_j)^-beta  ==  (min_j P_j / P_i)^beta
-        weights = (probabilities.min() / probabilities).astype(np.float32)
-        weights **= np.float32(beta)
+        # (N P_i)^-beta / max_j (N P_j)^-beta  ==  (min_j P_j / P_i)^beta, j in i's batch
+        per_batch = probabilities.reshape(-1, batch_size)
+        weights = (per_batch.min(axis=1, keepdims=True) / per_batch).astype(np.float32)
+        weights = weights.reshape(-1) ** np.float32(beta)
         if decompress and self._compressed_nbytes:
             columns = {name: self._decompressed(name, value) for name, value in columns.items()}
         return SampledBatch(keys, probabilities, weights, columns)
+
+    def _batches_allowed(self, batch_size: int, wanted: int) -> int:
+        """How many batches, up to ``wanted``, could be sampled one after another now."""
+        allowed = 1
+        while allowed < wanted:
+            if self.selector.without_replacement and (allowed + 1) * batch_size > self._size:
+                break
+            after = TableCounts(self._size, self._inserted,
+                                self._sampled + allowed * batch_size)
+            if not self.rate_limiter.can_sample(after, batch_size):
+                break
+            allowed += 1
+        return allowed
 
     def _decompressed(self, field_name: str, value: ColumnValue) -> ColumnValue:
         if not isinstance(value, CompressedRows):

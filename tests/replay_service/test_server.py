@@ -300,3 +300,13 @@ def test_oversized_message_is_resource_exhausted_and_the_server_stays_up():
         with client.writer("rollouts", max_items_per_message=100) as writer:
             writer.extend(transitions(1000))
         assert table.size == 1000
+
+
+def test_prefetched_batches_arrive_one_by_one_with_their_own_weights(server, client):
+    with client.writer("transitions") as writer:
+        writer.extend(transitions(200), priorities=np.linspace(0.1, 9.0, 200))
+    with client.sample("transitions", 32, beta=1.0, prefetch=4, num_batches=6) as batches:
+        received = list(batches)
+    assert [batch.keys.size for batch in received] == [32] * 6
+    assert all(batch.weights.max() == 1.0 for batch in received)
+    assert server.tables["transitions"].stats().sampled_items == 6 * 32

@@ -7,6 +7,7 @@ from shoal.replay_service import (
     MinSize,
     OldestFirst,
     Prioritized,
+    SampleToInsertRatio,
     Table,
     Uniform,
 )
@@ -243,3 +244,30 @@ def test_restore_refuses_a_different_signature():
                   {"obs": FieldSpec("float32", (3,))})
     with pytest.raises(ValueError, match="signature"):
         other.restore(table.state())
+
+
+def test_several_batches_in_one_draw_are_each_a_proper_batch():
+    table = prioritized_table(max_size=100, alpha=1.0, seed=8)
+    priorities = np.random.default_rng(8).uniform(0.5, 5.0, 60)
+    table.insert(transitions(60), priorities)
+    drawn = table.sample(16, beta=0.5, batches=4)
+    assert drawn.keys.size == 64 and table.stats().sampled_items == 64
+    np.testing.assert_allclose(drawn.probabilities, priorities[drawn.keys] / priorities.sum())
+    for batch in range(4):
+        part = slice(16 * batch, 16 * (batch + 1))
+        raw = (60 * drawn.probabilities[part]) ** -0.5
+        np.testing.assert_allclose(drawn.weights[part], raw / raw.max(), rtol=1e-6)
+    # stratified draws are shuffled: no batch holds only one stretch of the mass
+    assert not np.all(np.diff(np.cumsum(priorities)[drawn.keys[:16]]) >= 0)
+
+
+def test_a_draw_of_several_batches_respects_the_limiter_and_fifo_size():
+    queue = Table.queue("rollouts", 8, CARTPOLE_SIGNATURE)
+    queue.insert(transitions(5))
+    np.testing.assert_array_equal(queue.sample(2, batches=4).keys, [0, 1, 2, 3])  # 2 fit
+    limiter = SampleToInsertRatio(samples_per_insert=1.0, min_size_to_sample=4, error_buffer=8)
+    table = Table("t", Prioritized(), OldestFirst(), 100, limiter, CARTPOLE_SIGNATURE)
+    table.insert(transitions(10))
+    # diff = inserted - sampled = 10; a batch may start while diff >= 4 - 8 = -4: batches
+    # start at diff 10, 6, 2, -2, and a fifth would start at -6
+    assert table.sample(4, batches=5).keys.size == 16
