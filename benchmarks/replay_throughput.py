@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+
 from shoal.replay_service import FieldSpec, MinSize, OldestFirst, Prioritized, Table
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.process import SpawnedReplayServer

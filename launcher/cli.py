@@ -61,6 +61,82 @@ def _replay_demo(args: argparse.Namespace) -> int:
     return run_demo(items=args.items, batches=args.batches)
 
 
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise UsageError(f"{name}: expected a positive count, got {value}")
+    return value
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import time
+
+    from shoal.actors.envs import UnknownEnv, make_env
+    from shoal.algorithms.registry import ALGORITHMS
+    from shoal.launcher.training import TrainSettings, run_local, write_config
+
+    algorithm = ALGORITHMS.get(args.algo)
+    if algorithm is None:
+        raise UsageError(f"--algo: expected one of {sorted(ALGORITHMS)}, got {args.algo!r}")
+    _positive("--actors", args.actors)
+    _positive("--envs-per-actor", args.envs_per_actor)
+    _positive("--total-env-steps", args.total_env_steps)
+    overrides = _read_config(args.config) if args.config else {}
+    try:
+        config = algorithm.config_type(**overrides)
+    except TypeError as error:
+        raise UsageError(f"--config: {error}") from None
+    try:
+        make_env(args.env).close()
+    except UnknownEnv as error:
+        raise UsageError(str(error)) from None
+    if args.resume is not None and not (args.resume / "learner" / "learner.pt").exists():
+        raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
+    run_dir = args.resume or args.run_dir / (
+        f"{args.algo}-{args.env.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    settings = TrainSettings(
+        algo=args.algo, env_id=args.env, actors=args.actors, envs_per_actor=args.envs_per_actor,
+        seed=args.seed, total_env_steps=args.total_env_steps, target_return=args.target_return,
+        run_dir=run_dir, resume=args.resume, config=config)
+    write_config(run_dir, settings)
+    summary = run_local(settings, run_dir)
+    print(summary.line())
+    if args.json:
+        print(json.dumps(dataclasses.asdict(summary)))
+    return 0 if summary.reached else 1
+
+
+def _read_config(path: Path) -> dict:
+    import yaml
+
+    try:
+        value = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise UsageError(f"--config: cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise UsageError(f"--config: {path} is not valid YAML ({error})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--config: expected a mapping of algorithm settings in {path}")
+    return value
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from shoal.launcher.evaluate import evaluate
+
+    _positive("--episodes", args.episodes)
+    try:
+        mean_return = evaluate(args.checkpoint, args.episodes)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    print(f"mean return {mean_return:.1f} over {args.episodes} episodes")
+    if args.json:
+        print(json.dumps({"mean_return": mean_return, "episodes": args.episodes}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="shoal", description="Distributed actor-learner deep RL.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -82,6 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=int, default=200_000, help="transitions to insert")
     demo.add_argument("--batches", type=int, default=400, help="batches of 256 to sample")
     demo.set_defaults(run=_replay_demo)
+
+    train = commands.add_parser("train", help="train an agent")
+    train.add_argument("--algo", required=True, help="dqn")
+    train.add_argument("--env", required=True, help="a gymnasium id, e.g. CartPole-v1")
+    train.add_argument("--actors", type=int, default=2, help="actor processes")
+    train.add_argument("--envs-per-actor", type=int, default=8, help="vector env size")
+    train.add_argument("--config", type=Path, help="YAML of algorithm settings to override")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--total-env-steps", type=int, default=200_000, help="step budget")
+    train.add_argument("--target-return", type=float,
+                       help="stop once the mean of the last 20 episodes reaches this")
+    train.add_argument("--run-dir", type=Path, default=Path("runs"),
+                       help="parent folder of the run directory")
+    train.add_argument("--resume", type=Path, help="continue the run in this run directory")
+    train.add_argument("--local", action="store_true",
+                       help="every component as threads of this process")
+    train.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="play a checkpoint's greedy policy")
+    evaluate.add_argument("checkpoint", type=Path, help="a run directory or learner.pt")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--json", action="store_true", help="end with a JSON line")
+    evaluate.set_defaults(run=_eval)
     return parser
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.process import SpawnedReplayServer
 

@@ -16,6 +16,7 @@ from typing import Literal
 import lz4.block
 import numpy as np
 import zstandard
+
 from shoal.protos import replay_pb2
 
 CompressionName = Literal["none", "lz4", "zstd"]

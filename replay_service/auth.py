@@ -40,10 +40,21 @@ def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
     return ((AUTH_HEADER, f"Bearer {token}"),)
 
 
+# Backpressure is HTTP/2 flow control: a receiver that stops reading (a server whose rate
+# limiter holds an Insert stream, a learner that has not taken the next batch) makes the
+# sender's writes back up. gRPC's default window grows with bandwidth probing to megabytes:
+# ~100k CartPole transitions past a blocked limiter, hundreds of sampled batches ahead of
+# a learner (stale priorities, and counted as sampled). A fixed 64 KiB window per stream
+# keeps that to a few messages, on both ends.
+BACKPRESSURE_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 65536)]
+
+
 def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
+        *BACKPRESSURE_OPTIONS,
     ]
 
 

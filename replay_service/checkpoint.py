@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from shoal.replay_service.table import Table, TableState
 
 LATEST = "LATEST"

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import grpc
 import numpy as np
+
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
 from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bearer_metadata, channel_options
 
@@ -68,6 +69,7 @@ class Writer:
             raise ValueError(f"max_items_per_message: expected >= 1, got {max_items_per_message}")
         self.table = table
         self.blocked_seconds = 0.0
+        self.waiting = False  # True while a send waits for room (the server pushes back)
         self._stub = stub
         self._metadata = metadata
         self._compression = dict(compression)
@@ -141,14 +143,33 @@ class Writer:
             codec.encode_tensor(priorities, out=request.priorities)
         if self._call is None:
             self._call = self._stub.Insert.future(self._requests(), metadata=self._metadata)
+        try:
+            self._outbox.put_nowait(request)
+            return
+        except queue.Full:
+            pass
         start = time.monotonic()
+        self.waiting = True
+        try:
+            self._put(request)
+        finally:
+            self.waiting = False
+            self.blocked_seconds += time.monotonic() - start
+
+    def _put(self, item: replay_pb2.InsertRequest | None) -> None:
+        """Queues ``item`` for the stream, waiting for room; gives up once the call ended
+        (raising its error, except for the end-of-stream marker, which is moot then)."""
         while True:
             try:
-                self._outbox.put(request, timeout=_POLL_SECONDS)
-                break
+                self._outbox.put(item, timeout=_POLL_SECONDS)
+                return
             except queue.Full:
-                self._raise_if_failed()
-        self.blocked_seconds += time.monotonic() - start
+                if self._call.done():
+                    if item is not None:
+                        self._raise_if_failed()
+                        raise WriterError(grpc.StatusCode.UNKNOWN,
+                                          "the Insert stream ended") from None
+                    return
 
     def _requests(self) -> Iterator[replay_pb2.InsertRequest]:
         while (request := self._outbox.get()) is not None:
@@ -170,7 +191,7 @@ class Writer:
         finally:
             self._closed = True
             if self._call is not None:
-                self._outbox.put(None)
+                self._put(None)
         if self._call is None:
             return replay_pb2.InsertResponse()
         try:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from shoal.replay_service.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
 from shoal.replay_service.selectors import Fifo, Prioritized, Selector, Uniform
 from shoal.replay_service.table import FieldSpec, OldestFirst, Table

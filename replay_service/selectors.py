@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
 from shoal.replay_service.sum_tree import SumTree
 
 

@@ -17,9 +17,14 @@ from typing import Any, NoReturn
 
 import grpc
 import numpy as np
+
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
 from shoal.replay_service import checkpoint
-from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, TokenAuthInterceptor
+from shoal.replay_service.auth import (
+    BACKPRESSURE_OPTIONS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    TokenAuthInterceptor,
+)
 from shoal.replay_service.table import (
     ColumnValue,
     CompressedRows,
@@ -300,6 +305,7 @@ class ReplayServer:
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.so_reuseport", 0),
+                *BACKPRESSURE_OPTIONS,
             ],
         )
         replay_pb2_grpc.add_ReplayServiceServicer_to_server(

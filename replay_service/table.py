@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+
 from shoal.protos.codec import (
     COMPRESSION_TO_WIRE,
     CodecError,

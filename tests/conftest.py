@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+
 from shoal.replay_service import (
     FieldSpec,
     MinSize,

@@ -38,3 +38,21 @@ def test_replay_demo_runs_a_server_process_end_to_end():
     assert "5,120 updated" in result.stdout
     assert "checkpoint-000001" in result.stdout
     assert "server stopped with SIGTERM (exit 0)" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--algo", "ppo9", "--env", "CartPole-v1"], "--algo: expected one of ['dqn']"),
+    (["--algo", "dqn", "--env", "NoSuchEnv-v0"], "--env: "),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--actors", "0"], "--actors: expected a positive"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--total-env-steps", "-5"],
+     "--total-env-steps: expected a positive"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--config", "/nonexistent.yaml"],
+     "--config: cannot read /nonexistent.yaml"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--resume", "/nonexistent"],
+     "--resume: no learner checkpoint in /nonexistent"),
+])
+def test_bad_train_arguments_exit_2_with_one_line(args, message):
+    result = shoal("train", "--local", *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr

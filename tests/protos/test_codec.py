@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from shoal.protos import codec, replay_pb2
 
 

@@ -7,7 +7,9 @@ from shoal.protos import generate
 
 def test_generated_code_is_up_to_date(tmp_path):
     fresh = generate.generate(tmp_path)
-    assert {p.name for p in fresh} == {"replay_pb2.py", "replay_pb2.pyi", "replay_pb2_grpc.py"}
+    assert {p.name for p in fresh} == {
+        f"{name}{suffix}" for name in ("replay", "parameters")
+        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")}
     stale = [p.name for p in fresh
              if p.read_bytes() != (generate.PROTOS_DIR / p.name).read_bytes()]
     assert not stale, f"{stale} are stale: run `make protos` and commit the result"

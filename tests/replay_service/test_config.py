@@ -1,4 +1,5 @@
 import pytest
+
 from shoal.replay_service.config import ConfigError, server_config_from_dict
 from shoal.replay_service.rate_limiters import SampleToInsertRatio
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import yaml
+
 from shoal.replay_service import ReplayClient
 from shoal.replay_service.process import SpawnedReplayServer
 

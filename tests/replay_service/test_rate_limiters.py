@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from shoal.replay_service import (
     MinSize,
     OldestFirst,

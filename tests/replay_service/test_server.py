@@ -1,11 +1,13 @@
 """Every RPC over a real gRPC server on a loopback ephemeral port."""
 
+import contextlib
 import re
 import threading
 
 import grpc
 import numpy as np
 import pytest
+
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
 from shoal.replay_service import ReplayClient, ReplayServer, Table, WriterError
 from shoal.replay_service.auth import bearer_metadata
@@ -112,6 +114,25 @@ def test_writer_backpressure_blocks_then_delivers_everything(server, client):
     writer_thread.join(10)
     assert not errors and not writer_thread.is_alive()
     np.testing.assert_array_equal(actions, np.arange(20))
+
+
+def test_backpressure_bounds_what_a_writer_holds_in_flight(server, client):
+    table = server.tables["rollouts"]  # a queue of 8, never sampled here
+    writer = client.writer("rollouts", max_items_per_message=8)
+    handed = []
+
+    def write():
+        with contextlib.suppress(WriterError, RuntimeError):  # until cancelled below
+            for start in range(0, 200_000, 8):
+                writer.extend(transitions(8, start=start))
+                handed.append(8)
+
+    threading.Thread(target=write, daemon=True).start()
+    wait_until(lambda: writer.waiting, what="the writer to feel the full queue")
+    assert table.size == 8
+    # 48-byte items: without a bounded flow-control window ~100k items would slip past
+    assert sum(handed) < 10_000
+    writer.cancel()
 
 
 def test_sample_deadline_exceeded_when_the_rate_limiter_holds(server, client):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from shoal.replay_service import (
     FieldSpec,
     Fifo,

@@ -1,0 +1,129 @@
+"""The actor loop: step a vector env with the policy, turn steps into replay items, write
+them, follow the learner's weights. Plain logic: the Ray actor and ``shoal actor`` are thin
+shells around ``Actor.run``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from shoal.actors.adders import NStepTransitionAdder
+from shoal.actors.envs import episode_returns, make_vector_env
+from shoal.actors.weights import WeightFollower
+from shoal.replay_service.client import ReplayClient
+
+
+@dataclass
+class Episode:
+    actor: int
+    env_return: float
+    length: int
+    env_steps: int        # this actor's env steps when it ended
+    version: int          # policy version that played its last step
+    time: float
+
+
+@dataclass
+class ActorStats:
+    """What an actor has done; ``drain`` hands new episodes to whoever reports them."""
+
+    actor: int
+    env_steps: int = 0
+    items_sent: int = 0
+    version: int = 0
+    first_step_time: float | None = None
+    _episodes: deque[Episode] = field(default_factory=deque)
+
+    def drain(self) -> list[Episode]:
+        episodes = []
+        while self._episodes:
+            episodes.append(self._episodes.popleft())
+        return episodes
+
+
+class Actor:
+    def __init__(
+        self,
+        algorithm: Any,
+        config: Any,
+        env_id: str,
+        *,
+        num_envs: int,
+        actor_index: int,
+        num_actors: int,
+        seed: int,
+        replay: ReplayClient,
+        table: str,
+        weights: WeightFollower | None,
+    ) -> None:
+        self.stats = ActorStats(actor=actor_index)
+        self._config = config
+        self._env_id = env_id
+        self._num_envs = num_envs
+        self._seed = seed + 1000 * actor_index
+        self._replay = replay
+        self._table = table
+        self._weights = weights
+        self.policy = algorithm.make_policy(config, _spec_of(env_id), actor_index, num_actors,
+                                            seed=self._seed)
+
+    def _follow_weights(self) -> None:
+        if self._weights is None:
+            return
+        newer = self._weights.newer_than(self.policy.version)
+        if newer is not None:
+            version, weights = newer
+            self.policy.load(weights, version)
+            self.stats.version = version
+
+    def run(self, stop: threading.Event, max_env_steps: int | None = None) -> None:
+        """Collects until ``stop`` is set (or this actor took ``max_env_steps`` steps)."""
+        torch.set_num_threads(1)  # many actors share the cores; one thread each
+        envs = make_vector_env(self._env_id, self._num_envs, self._seed)
+        adder = NStepTransitionAdder(self._num_envs, self._config.n_step, self._config.gamma)
+        obs, _ = envs.reset(seed=self._seed)
+        stats = self.stats
+        try:
+            with self._replay.writer(self._table) as writer:
+                while not stop.is_set() and (max_env_steps is None
+                                             or stats.env_steps < max_env_steps):
+                    self._follow_weights()
+                    step = self.policy.act(obs)
+                    next_obs, rewards, terminated, truncated, info = envs.step(step.actions)
+                    if stats.first_step_time is None:
+                        stats.first_step_time = time.time()
+                    q_values = step.extras["q_values"]
+                    adder.add(obs, step.actions, rewards, next_obs, terminated, truncated,
+                              info.get("final_obs"), self.policy.version,
+                              q_taken=q_values[np.arange(len(step.actions)), step.actions])
+                    items = adder.take()
+                    if items is not None:
+                        priorities = self.policy.initial_priorities(items)
+                        del items["q_taken"]
+                        writer.extend(items, priorities)
+                        stats.items_sent += len(priorities)
+                    stats.env_steps += self._num_envs
+                    for env_return, length in episode_returns(info):
+                        stats._episodes.append(Episode(stats.actor, env_return, length,
+                                                       stats.env_steps, self.policy.version,
+                                                       time.time()))
+                    obs = next_obs
+        finally:
+            envs.close()
+
+
+def _spec_of(env_id: str) -> Any:
+    from shoal.actors.envs import env_spec, make_env
+
+    env = make_env(env_id)
+    try:
+        return env_spec(env)
+    finally:
+        env.close()

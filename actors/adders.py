@@ -1,0 +1,87 @@
+"""Adders turn a vector env's steps into replay items, keeping that out of the actor loop
+(as Acme's ``adders/reverb/transition.py`` does).
+
+``NStepTransitionAdder`` emits, for each env, the transition
+(s_t, a_t, R = sum_{k<m} gamma^k r_{t+k}, s_{t+m}, discount) with m = n, or fewer when the
+episode ended first; discount = gamma^m to bootstrap from s_{t+m}, or 0 when the episode
+terminated. A truncated episode (time limit) still bootstraps, from its final observation.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+
+
+class _Pending(NamedTuple):
+    obs: np.ndarray
+    action: np.ndarray
+    reward: float
+    q_taken: float
+    version: int
+
+
+class NStepTransitionAdder:
+    def __init__(self, num_envs: int, n_step: int, gamma: float) -> None:
+        if n_step < 1:
+            raise ValueError(f"n_step: expected >= 1, got {n_step}")
+        self.n_step = n_step
+        self.gamma = gamma
+        self._pending: list[deque[_Pending]] = [deque() for _ in range(num_envs)]
+        self._out: list[tuple[_Pending, float, np.ndarray, float]] = []
+
+    def _emit(self, env: int, bootstrap_obs: np.ndarray, terminated: bool) -> None:
+        """The oldest pending step of ``env`` becomes a transition to ``bootstrap_obs``."""
+        steps = self._pending[env]
+        reward = 0.0
+        for k, step in enumerate(steps):
+            reward += self.gamma ** k * step.reward
+        discount = 0.0 if terminated else self.gamma ** len(steps)
+        self._out.append((steps.popleft(), reward, bootstrap_obs, discount))
+
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        final_obs: np.ndarray | None,
+        version: int,
+        q_taken: np.ndarray | None = None,
+    ) -> None:
+        """One vector-env step. ``next_obs`` is what the env returned: for envs whose
+        episode ended it is already the next episode's first observation, and the last
+        observation of the finished one is ``final_obs[env]`` (gymnasium's SAME_STEP
+        autoreset). ``q_taken`` is Q(s, a) per env, kept for initial priorities."""
+        for env in range(len(actions)):
+            self._pending[env].append(_Pending(
+                obs[env], actions[env], float(rewards[env]),
+                0.0 if q_taken is None else float(q_taken[env]), version))
+            done = bool(terminated[env] or truncated[env])
+            if done:
+                assert final_obs is not None, "an episode ended without its final observation"
+                last = final_obs[env]
+                while self._pending[env]:
+                    self._emit(env, last, bool(terminated[env]))
+            elif len(self._pending[env]) == self.n_step:
+                self._emit(env, next_obs[env], terminated=False)
+
+    def take(self) -> dict[str, np.ndarray] | None:
+        """The transitions completed since the last call, as columns (None if there are none)."""
+        if not self._out:
+            return None
+        steps, rewards, bootstrap, discounts = zip(*self._out, strict=True)
+        self._out = []
+        return {
+            "obs": np.stack([step.obs for step in steps]),
+            "action": np.array([step.action for step in steps], dtype=np.int64),
+            "reward": np.array(rewards, dtype=np.float32),
+            "next_obs": np.stack(bootstrap),
+            "discount": np.array(discounts, dtype=np.float32),
+            "version": np.array([step.version for step in steps], dtype=np.int64),
+            "q_taken": np.array([step.q_taken for step in steps], dtype=np.float32),
+        }

@@ -1,0 +1,71 @@
+"""Following the learner's weights without blocking the step loop.
+
+A background thread holds one Watch stream open and keeps only the newest version it
+received; the actor asks ``newer_than(version)`` between steps, which never waits.
+The stream reconnects with backoff when the learner is away.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from shoal.algorithms.base import Weights
+from shoal.protos import codec, parameters_pb2, parameters_pb2_grpc
+from shoal.replay_service.auth import bearer_metadata, channel_options
+
+
+class WeightFollower:
+    def __init__(self, address: str, token: str, *, max_backoff: float = 5.0) -> None:
+        self.received = 0
+        self._channel = grpc.insecure_channel(address, options=channel_options())
+        self._stub = parameters_pb2_grpc.ParameterServiceStub(self._channel)
+        self._metadata = bearer_metadata(token)
+        self._lock = threading.Lock()
+        self._newest: parameters_pb2.Weights | None = None
+        self._stop = threading.Event()
+        self._call: object | None = None
+        self._max_backoff = max_backoff
+        self._thread = threading.Thread(target=self._follow, name="weights", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            after = self._newest.version if self._newest is not None else 0
+            try:
+                call = self._stub.Watch(parameters_pb2.WatchRequest(after_version=after),
+                                        metadata=self._metadata)
+                self._call = call
+                for message in call:
+                    with self._lock:
+                        self._newest = message
+                    self.received += 1
+                    backoff = 0.1
+            except grpc.RpcError:
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(self._max_backoff, backoff * 2)
+
+    def newer_than(self, version: int) -> tuple[int, Weights] | None:
+        """The newest weights if they are newer than ``version``; never blocks on the network."""
+        with self._lock:
+            message = self._newest
+        if message is None or message.version <= version:
+            return None
+        return message.version, codec.decode_columns(message.tensors)
+
+    def close(self) -> None:
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()  # type: ignore[attr-defined]
+        self._channel.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> WeightFollower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,56 @@
+"""Networks shared by the algorithms: an MLP for vector observations, the Nature CNN for
+84x84x4 uint8 frame stacks (Mnih et al., 2015)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from shoal.algorithms.base import EnvSpec
+
+
+def mlp(inputs: int, hidden: Sequence[int], outputs: int,
+        activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = inputs
+    for size in hidden:
+        layers += [nn.Linear(width, size), activation()]
+        width = size
+    layers.append(nn.Linear(width, outputs))
+    return nn.Sequential(*layers)
+
+
+class NatureCNN(nn.Module):
+    """Conv 32x8x8/4, 64x4x4/2, 64x3x3/1, then a dense layer; takes uint8 [B, 4, 84, 84]
+    (gymnasium's FrameStackObservation stacks on the first axis) and scales to [0, 1]
+    itself, so frames stay uint8 (4x smaller than float) all the way to the device."""
+
+    def __init__(self, outputs: int, features: int = 512) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, features), nn.ReLU(),
+            nn.Linear(features, outputs),
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.body(frames.float() / 255.0)
+
+
+def is_image(spec: EnvSpec) -> bool:
+    return spec.observation_dtype == "uint8" and len(spec.observation_shape) == 3
+
+
+def torso_and_head(spec: EnvSpec, hidden: Sequence[int], outputs: int) -> nn.Module:
+    """The network an algorithm asks for: Nature CNN for frame stacks, else an MLP."""
+    if is_image(spec):
+        return NatureCNN(outputs)
+    inputs = 1
+    for dim in spec.observation_shape:
+        inputs *= dim
+    return nn.Sequential(nn.Flatten(), mlp(inputs, hidden, outputs))

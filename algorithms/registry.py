@@ -1,0 +1,9 @@
+"""The algorithms ``shoal train --algo`` knows. Adding one: a file, and a line here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.algorithms.dqn import DQN
+
+ALGORITHMS: dict[str, Any] = {DQN.name: DQN}

@@ -1,0 +1,100 @@
+"""The learner loop: prefetched batch -> algorithm update -> priorities back -> weights out.
+
+Plain logic; the Ray actor and ``shoal learner`` are thin shells around ``LearnerLoop.run``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shoal.learner.checkpoint import save_checkpoint
+from shoal.learner.parameter_service import ParameterServer
+from shoal.learner.prefetch import Prefetcher
+from shoal.replay_service.client import ReplayClient
+
+
+@dataclass
+class LearnerStats:
+    updates: int = 0
+    samples: int = 0
+    update_seconds: float = 0.0
+    published_version: int = 0
+    metrics: deque[dict[str, float]] = field(default_factory=lambda: deque(maxlen=100))
+
+
+class LearnerLoop:
+    def __init__(
+        self,
+        learner: Any,
+        *,
+        replay: ReplayClient,
+        table: str,
+        batch_size: int,
+        parameters: ParameterServer,
+        device: torch.device,
+        publish_every: int = 10,
+        checkpoint_dir: Path | None = None,
+        checkpoint_every: int = 0,
+        prefetch: int = 4,
+        counters: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self.learner = learner
+        self.stats = LearnerStats(updates=learner.updates)
+        self._replay = replay
+        self._table = table
+        self._batch_size = batch_size
+        self._parameters = parameters
+        self._device = device
+        self._publish_every = publish_every
+        self._checkpoint_dir = checkpoint_dir
+        self._checkpoint_every = checkpoint_every
+        self._prefetch_depth = prefetch
+        self._counters = counters  # run counters a checkpoint keeps (env steps, ...)
+        self.prefetcher: Prefetcher | None = None
+
+    def publish(self) -> None:
+        self.stats.published_version = self._parameters.publish(
+            self.learner.weights(), version=self.stats.published_version + 1)
+
+    def run(self, stop: threading.Event, max_updates: int | None = None) -> None:
+        self.publish()  # actors start from the learner's initial weights
+        with self._replay.sample(self._table, self._batch_size, prefetch=2) as batches:
+            self.prefetcher = Prefetcher(batches, self._device, self._prefetch_depth)
+            try:
+                while not stop.is_set() and (max_updates is None
+                                             or self.stats.updates < max_updates):
+                    batch = self.prefetcher.get(stop)
+                    if batch is None:
+                        break
+                    start = time.monotonic()
+                    result = self.learner.step(batch.columns, batch.probabilities)
+                    if result.priorities is not None:
+                        self._replay.update_priorities(self._table, batch.keys,
+                                                       result.priorities)
+                    self.stats.update_seconds += time.monotonic() - start
+                    self.stats.updates = self.learner.updates
+                    self.stats.samples += len(batch.keys)
+                    self.stats.metrics.append(result.metrics)
+                    if self.learner.updates % self._publish_every == 0:
+                        self.publish()
+                    if (self._checkpoint_every and self._checkpoint_dir is not None
+                            and self.learner.updates % self._checkpoint_every == 0):
+                        self.checkpoint()
+            finally:
+                self.prefetcher.close()
+
+    def checkpoint(self) -> Path | None:
+        if self._checkpoint_dir is None:
+            return None
+        return save_checkpoint(self._checkpoint_dir, self.learner.state_dict(),
+                               {**self._counters(),
+                                "published_version": self.stats.published_version,
+                                "samples": self.stats.samples})
