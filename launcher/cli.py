@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from shoal.actors.envs import UnknownEnv, make_env
     from shoal.algorithms.registry import ALGORITHMS
-    from shoal.launcher.training import TrainSettings, run_local, write_config
+    from shoal.launcher.training import TrainSettings, run, write_config
 
     algorithm = ALGORITHMS.get(args.algo)
     if algorithm is None:
@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed, total_env_steps=args.total_env_steps, target_return=args.target_return,
         run_dir=run_dir, resume=args.resume, config=config)
     write_config(run_dir, settings)
-    summary = run_local(settings, run_dir)
+    summary = run(settings, run_dir, local=args.local, address=args.address)
     print(summary.line())
     if args.json:
         print(json.dumps(dataclasses.asdict(summary)))
@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, default=Path("runs"),
                        help="parent folder of the run directory")
     train.add_argument("--resume", type=Path, help="continue the run in this run directory")
+    train.add_argument("--address", help="a Ray cluster to join (default: $RAY_ADDRESS, "
+                       "else a local Ray on this machine)")
     train.add_argument("--local", action="store_true",
                        help="every component as threads of this process")
     train.add_argument("--json", action="store_true", help="end with a JSON summary line")

@@ -3,8 +3,8 @@ DESIGN.md, watching progress, and the summary it ends with.
 
 The wiring, read top to bottom, is the picture: a replay service with the algorithm's
 table; a learner that samples from it and publishes weights on its ParameterService; N
-actors that write to the replay service and follow those weights. ``run_local`` runs them
-as threads of this process (still gRPC over loopback).
+actors that write to the replay service and follow those weights. ``run(local=True)`` runs them
+as threads of this process (still gRPC over loopback); otherwise each is a Ray actor.
 """
 
 from __future__ import annotations
@@ -13,27 +13,22 @@ import dataclasses
 import json
 import statistics
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from shoal.actors.actor import Actor, Episode
-from shoal.actors.envs import env_spec, make_env
-from shoal.actors.weights import WeightFollower
+from shoal.actors.actor import Episode
 from shoal.algorithms.registry import ALGORITHMS
+from shoal.launcher.components import (
+    ActorComponent,
+    LearnerComponent,
+    ReplayComponent,
+    probe_spec,
+)
 from shoal.launcher.run_dir import EventLog
-from shoal.learner.checkpoint import load_checkpoint
-from shoal.learner.learner import LearnerLoop
-from shoal.learner.parameter_service import ParameterServer
 from shoal.replay_service.auth import new_token
-from shoal.replay_service.client import ReplayClient
-from shoal.replay_service.config import table_from_dict
-from shoal.replay_service.server import ReplayServer
 
 RETURN_WINDOW = 20  # the target is the mean of the last 20 training episodes
 
@@ -111,107 +106,115 @@ class Progress:
         return self.reached or self.env_steps >= self.settings.total_env_steps
 
 
-def device_for_learner() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+class Watch:
+    """Polls the components of a run, logs what they report, prints progress, and says
+    when the run is over. Works on local objects and on Ray actor handles alike, through
+    ``call(handle, method, *args)`` (a plain call, or ``ray.get(handle.method.remote())``)."""
 
+    def __init__(self, settings: TrainSettings, events: EventLog, call: Any,
+                 replay: Any, learner: Any, actors: list[Any], env_steps_before: int) -> None:
+        self.progress = Progress(settings, events)
+        self.progress.env_steps_before = env_steps_before
+        self._events = events
+        self._call = call
+        self._replay, self._learner, self._actors = replay, learner, actors
+        # An actor restarted by Ray counts from 0 again: keep what its earlier lives did.
+        self._lives: dict[int, tuple[float, int]] = {}
+        self._earlier: dict[int, int] = {}
 
-def run_local(settings: TrainSettings, run_dir: Path, report_every: float = 2.0) -> Summary:
-    """Every component as threads of this process, talking gRPC over loopback."""
-    started = time.time()
-    algorithm = ALGORITHMS[settings.algo]
-    config = settings.config
-    probe = make_env(settings.env_id)
-    spec = env_spec(probe)
-    probe.close()
-    token = new_token()
-    table = table_from_dict(algorithm.table(config, spec))
-    device = device_for_learner()
-    learner = algorithm.make_learner(config, spec, device)
-    resumed: dict[str, Any] = {}
-    if settings.resume is not None:
-        saved = load_checkpoint(settings.resume / "learner")
-        learner.load_state_dict(saved["learner"])
-        resumed = saved["counters"]
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-    with EventLog(run_dir / "events.jsonl") as events, \
-            ReplayServer([table], token=token, checkpoint_dir=run_dir / "replay") as replay, \
-            ParameterServer(token=token) as parameters:
-        events.write("start", settings=settings.resolved(), device=str(device),
-                     resumed=resumed)
-        progress = Progress(settings, events)
-        progress.env_steps_before = int(resumed.get("env_steps", 0))
-        learner_loop = LearnerLoop(
-            learner, replay=ReplayClient(replay.address, token), table=table.name,
-            batch_size=config.batch_size, parameters=parameters, device=device,
-            checkpoint_dir=run_dir / "learner",
-            counters=lambda: {"env_steps": progress.env_steps})
-        learner_loop.stats.published_version = int(resumed.get("published_version", 0))
-        actors = [
-            Actor(algorithm, config, settings.env_id, num_envs=settings.envs_per_actor,
-                  actor_index=index, num_actors=settings.actors, seed=settings.seed,
-                  replay=ReplayClient(replay.address, token), table=table.name,
-                  weights=WeightFollower(parameters.address, token))
-            for index in range(settings.actors)]
-        errors: list[BaseException] = []
+    def _actor_steps(self, index: int, poll: dict[str, Any]) -> int:
+        started, steps = self._lives.get(index, (poll["started"], 0))
+        if started != poll["started"]:
+            self._earlier[index] = self._earlier.get(index, 0) + steps
+            self._events.write("actor_restarted", actor=index, steps_before=steps)
+        self._lives[index] = (poll["started"], poll["env_steps"])
+        return self._earlier.get(index, 0) + poll["env_steps"]
 
-        def guarded(target: Any) -> Any:
-            def run() -> None:
-                try:
-                    target(stop)
-                except BaseException as error:
-                    if not stop.is_set():
-                        errors.append(error)
-                        stop.set()
-            return run
+    def poll(self) -> dict[str, Any]:
+        progress = self.progress
+        polls = [self._call(actor, "poll") for actor in self._actors]
+        firsts = []
+        steps = 0
+        for index, poll in enumerate(polls):
+            if poll["error"]:
+                raise RuntimeError(f"actor {index} failed: {poll['error']}")
+            progress.add_episodes([Episode(**episode) for episode in poll["episodes"]])
+            steps += self._actor_steps(index, poll)
+            if poll["first_step_time"]:
+                firsts.append(poll["first_step_time"])
+        progress.env_steps = progress.env_steps_before + steps
+        if firsts and progress.first_step_time is None:
+            progress.first_step_time = min(firsts)
+        learner = self._call(self._learner, "poll", progress.env_steps)
+        if learner["error"]:
+            raise RuntimeError(f"learner failed: {learner['error']}")
+        progress.updates = learner["updates"]
+        return learner
 
-        threads = [threading.Thread(target=guarded(learner_loop.run), name="learner")]
-        threads += [threading.Thread(target=guarded(actor.run), name=f"actor-{i}")
-                    for i, actor in enumerate(actors)]
-        for thread in threads:
-            thread.start()
+    def run(self, report_every: float = 2.0, interval: float = 0.25) -> Progress:
+        progress = self.progress
         last_report = time.monotonic()
-        last_steps, last_updates = 0, 0
-        while not stop.is_set():
-            time.sleep(0.1)
-            for actor in actors:
-                progress.add_episodes(actor.stats.drain())
-            progress.env_steps = progress.env_steps_before + sum(
-                actor.stats.env_steps for actor in actors)
-            progress.updates = learner_loop.stats.updates
-            firsts = [a.stats.first_step_time for a in actors if a.stats.first_step_time]
-            progress.first_step_time = min(firsts) if firsts else None
+        last_steps, last_updates = progress.env_steps, progress.updates
+        while True:
+            time.sleep(interval)
+            learner = self.poll()
             now = time.monotonic()
             if now - last_report >= report_every:
                 elapsed = now - last_report
                 steps_per_s = (progress.env_steps - last_steps) / elapsed
                 updates_per_s = (progress.updates - last_updates) / elapsed
-                metrics = list(learner_loop.stats.metrics)
-                loss = statistics.fmean(m["loss"] for m in metrics) if metrics else None
-                stored = table.stats()
-                events.write("throughput", env_steps=progress.env_steps,
-                             updates=progress.updates, env_steps_per_s=steps_per_s,
-                             updates_per_s=updates_per_s, mean_return=progress.mean_return,
-                             loss=loss, replay_inserted=stored.inserted_items,
-                             replay_sampled=stored.sampled_items, replay_size=stored.size,
-                             insert_blocked_seconds=stored.insert_blocked_seconds,
-                             sample_blocked_seconds=stored.sample_blocked_seconds,
-                             learner_wait_seconds=learner_loop.prefetcher.wait_seconds
-                             if learner_loop.prefetcher else 0.0)
+                replay = self._call(self._replay, "poll")
+                self._events.write(
+                    "throughput", env_steps=progress.env_steps, updates=progress.updates,
+                    env_steps_per_s=steps_per_s, updates_per_s=updates_per_s,
+                    mean_return=progress.mean_return, loss=learner["loss"],
+                    learner_wait_seconds=learner["wait_seconds"],
+                    replay_size=replay["size"], replay_inserted=replay["inserted_items"],
+                    replay_sampled=replay["sampled_items"],
+                    insert_blocked_seconds=replay["insert_blocked_seconds"],
+                    sample_blocked_seconds=replay["sample_blocked_seconds"])
                 mean = "-" if progress.mean_return is None else f"{progress.mean_return:7.1f}"
                 print(f"env steps {progress.env_steps:>9,} ({steps_per_s:7,.0f}/s)  "
                       f"updates {progress.updates:>8,} ({updates_per_s:6,.0f}/s)  "
                       f"mean return {mean}", file=sys.stderr, flush=True)
                 last_report, last_steps, last_updates = now, progress.env_steps, progress.updates
             if progress.over:
-                break
-        stop.set()
-        replay.stop(grace=0.5)     # releases actors blocked on a full rate limiter
-        for thread in threads:
-            thread.join(timeout=30)
-        if errors:
-            raise errors[0]
-        learner_loop.checkpoint()
+                return progress
+
+
+def run(settings: TrainSettings, run_dir: Path, *, local: bool,
+        address: str | None = None) -> Summary:
+    """Wires and runs the picture of DESIGN.md: a replay service holding the algorithm's
+    table; a learner sampling from it and publishing weights on its ParameterService;
+    N actors writing to the replay service and following those weights."""
+    started = time.time()
+    algorithm = ALGORITHMS[settings.algo]
+    spec = probe_spec(settings.env_id)
+    table = algorithm.table(settings.config, spec)
+    config = dataclasses.asdict(settings.config)
+    token = new_token()
+    host = "127.0.0.1"
+    launch = LocalLaunch() if local else RayLaunch(address, settings.actors)
+    with EventLog(run_dir / "events.jsonl") as events:
+        replay = launch.start(ReplayComponent, table, token, host, str(run_dir / "replay"))
+        replay_address = launch.call(replay, "address")
+        learner = launch.start(LearnerComponent, settings.algo, settings.env_id, config, token,
+                               host, replay_address, table["name"], str(run_dir),
+                               str(settings.resume) if settings.resume else None, gpu=True)
+        parameters_address = launch.call(learner, "address")
+        actors = [launch.start(ActorComponent, settings.algo, settings.env_id, config, index,
+                               settings.actors, settings.envs_per_actor, settings.seed, token,
+                               replay_address, table["name"], parameters_address, restart=True)
+                  for index in range(settings.actors)]
+        resumed = launch.call(learner, "resumed_counters")
+        events.write("start", settings=settings.resolved(), resumed=resumed,
+                     launch="local" if local else "ray")
+        watch = Watch(settings, events, launch.call, replay, learner, actors,
+                      env_steps_before=int(resumed.get("env_steps", 0)))
+        try:
+            progress = watch.run()
+        finally:
+            launch.stop_all(replay, learner, actors)
         ended = time.time()
         summary = Summary(
             reached=progress.reached, mean_return=progress.mean_return,
@@ -220,6 +223,69 @@ def run_local(settings: TrainSettings, run_dir: Path, report_every: float = 2.0)
             seconds_total=ended - started, run_dir=str(run_dir))
         events.write("summary", **dataclasses.asdict(summary))
     return summary
+
+
+class LocalLaunch:
+    """Components as objects of this process (their work runs in threads)."""
+
+    def start(self, component: type, *args: Any, gpu: bool = False,
+              restart: bool = False) -> Any:
+        return component(*args)
+
+    @staticmethod
+    def call(handle: Any, method: str, *args: Any) -> Any:
+        return getattr(handle, method)(*args)
+
+    def stop_all(self, replay: Any, learner: Any, actors: list[Any]) -> None:
+        _stop_in_order(self.call, replay, learner, actors)
+
+
+class RayLaunch:
+    """Components as Ray actors: a local Ray by default, a cluster given an address (or
+    RAY_ADDRESS). Actors restart when they die; the learner asks for a GPU if there is one."""
+
+    def __init__(self, address: str | None, num_actors: int) -> None:
+        import os
+
+        import ray
+
+        self.ray = ray
+        joining = address or os.environ.get("RAY_ADDRESS")
+        if joining:
+            ray.init(address=joining, log_to_driver=False)
+        else:  # one logical CPU per component: they share this machine's cores anyway
+            ray.init(num_cpus=max(os.cpu_count() or 1, num_actors + 2),
+                     include_dashboard=False, log_to_driver=False)
+        self._gpus = ray.cluster_resources().get("GPU", 0)
+
+    def start(self, component: type, *args: Any, gpu: bool = False,
+              restart: bool = False) -> Any:
+        options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1 if restart else 0}
+        if restart:
+            options["scheduling_strategy"] = "SPREAD"
+        if gpu and self._gpus:
+            options["num_gpus"] = 1
+        return self.ray.remote(component).options(**options).remote(*args)
+
+    def call(self, handle: Any, method: str, *args: Any) -> Any:
+        return self.ray.get(getattr(handle, method).remote(*args), timeout=120)
+
+    def stop_all(self, replay: Any, learner: Any, actors: list[Any]) -> None:
+        try:
+            _stop_in_order(self.call, replay, learner, actors)
+        finally:
+            self.ray.shutdown()
+
+
+def _stop_in_order(call: Any, replay: Any, learner: Any, actors: list[Any]) -> None:
+    """Learner first (its final checkpoint), then the replay service, which releases any
+    actor blocked on a full rate limiter, then the actors."""
+    for actor in actors:
+        call(actor, "request_stop")
+    call(learner, "stop")
+    call(replay, "stop")
+    for actor in actors:
+        call(actor, "stop")
 
 
 def write_config(run_dir: Path, settings: TrainSettings) -> None:

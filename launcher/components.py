@@ -1,0 +1,162 @@
+"""The three kinds of component of a run, each owning its threads and sockets, with the
+same small surface (``poll``, ``stop``) whether it runs in this process (``--local``) or
+as a Ray actor (``ray.remote(ReplayComponent)`` etc.). Polls return plain dicts, so they
+cross process boundaries as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shoal.actors.actor import Actor
+from shoal.actors.envs import env_spec, make_env
+from shoal.actors.weights import WeightFollower
+from shoal.algorithms.base import EnvSpec
+from shoal.algorithms.registry import ALGORITHMS
+from shoal.learner.checkpoint import load_checkpoint
+from shoal.learner.learner import LearnerLoop
+from shoal.learner.parameter_service import ParameterServer
+from shoal.replay_service.client import ReplayClient
+from shoal.replay_service.config import table_from_dict
+from shoal.replay_service.server import ReplayServer
+
+
+def probe_spec(env_id: str) -> EnvSpec:
+    env = make_env(env_id)
+    try:
+        return env_spec(env)
+    finally:
+        env.close()
+
+
+def algorithm_config(algo: str, values: dict[str, Any]) -> Any:
+    """The algorithm's config dataclass from plain values (lists back to tuples)."""
+    return ALGORITHMS[algo].config_type(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+class _Background:
+    """Runs ``target(stop)`` in a thread and keeps its error for ``poll``."""
+
+    def __init__(self, name: str, target: Any) -> None:
+        self.stop_event = threading.Event()
+        self.error: str | None = None
+        self._target = target
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._target(self.stop_event)
+        except BaseException as error:
+            if not self.stop_event.is_set():
+                self.error = f"{type(error).__name__}: {error}"
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout)
+
+
+class ReplayComponent:
+    def __init__(self, table_config: dict[str, Any], token: str, host: str,
+                 checkpoint_dir: str | None) -> None:
+        self.table = table_from_dict(table_config)
+        self.server = ReplayServer([self.table], token=token, host=host,
+                                   checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None)
+        self.server.start()
+
+    def address(self) -> str:
+        return self.server.address
+
+    def poll(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.table.stats())
+
+    def stop(self) -> None:
+        self.server.stop(grace=0.5)
+
+
+class LearnerComponent:
+    """The learner, its ParameterService and its loop thread."""
+
+    def __init__(self, algo: str, env_id: str, config: dict[str, Any], token: str, host: str,
+                 replay_address: str, table: str, run_dir: str, resume: str | None) -> None:
+        algorithm = ALGORITHMS[algo]
+        self.config = algorithm_config(algo, config)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        learner = algorithm.make_learner(self.config, probe_spec(env_id), self.device)
+        self.resumed: dict[str, Any] = {}
+        if resume is not None:
+            saved = load_checkpoint(Path(resume) / "learner")
+            learner.load_state_dict(saved["learner"])
+            self.resumed = saved["counters"]
+        self.env_steps = int(self.resumed.get("env_steps", 0))  # told by the launcher
+        self.parameters = ParameterServer(token=token, host=host).start()
+        self.loop = LearnerLoop(
+            learner, replay=ReplayClient(replay_address, token), table=table,
+            batch_size=self.config.batch_size, parameters=self.parameters, device=self.device,
+            checkpoint_dir=Path(run_dir) / "learner",
+            counters=lambda: {"env_steps": self.env_steps})
+        self.loop.stats.published_version = int(self.resumed.get("published_version", 0))
+        self.background = _Background("learner", self.loop.run)
+
+    def address(self) -> str:
+        return self.parameters.address
+
+    def resumed_counters(self) -> dict[str, Any]:
+        return self.resumed
+
+    def poll(self, env_steps: int) -> dict[str, Any]:
+        self.env_steps = env_steps
+        stats = self.loop.stats
+        losses = [m["loss"] for m in stats.metrics]
+        prefetcher = self.loop.prefetcher
+        return {"updates": stats.updates, "published_version": stats.published_version,
+                "loss": statistics.fmean(losses) if losses else None,
+                "wait_seconds": prefetcher.wait_seconds if prefetcher else 0.0,
+                "update_seconds": stats.update_seconds, "device": str(self.device),
+                "error": self.background.error}
+
+    def stop(self, checkpoint: bool = True) -> None:
+        self.background.stop()
+        if checkpoint:
+            self.loop.checkpoint()
+        self.parameters.stop(grace=0.5)
+
+
+class ActorComponent:
+    """One actor process's work: a vector env, the policy, writing, following weights."""
+
+    def __init__(self, algo: str, env_id: str, config: dict[str, Any], index: int,
+                 num_actors: int, num_envs: int, seed: int, token: str, replay_address: str,
+                 table: str, parameters_address: str) -> None:
+        self.started = time.time()
+        self.weights = WeightFollower(parameters_address, token)
+        self.replay = ReplayClient(replay_address, token)
+        self.actor = Actor(ALGORITHMS[algo], algorithm_config(algo, config), env_id,
+                           num_envs=num_envs, actor_index=index, num_actors=num_actors,
+                           seed=seed, replay=self.replay, table=table, weights=self.weights)
+        self.background = _Background(f"actor-{index}", self.actor.run)
+
+    def poll(self) -> dict[str, Any]:
+        stats = self.actor.stats
+        return {"env_steps": stats.env_steps, "first_step_time": stats.first_step_time,
+                "version": stats.version, "items_sent": stats.items_sent,
+                "episodes": [dataclasses.asdict(e) for e in stats.drain()],
+                "started": self.started, "error": self.background.error}
+
+    def request_stop(self) -> None:
+        """Asks the loop to end without waiting: it may be blocked on a full rate limiter
+        until the replay service goes away."""
+        self.background.stop_event.set()
+
+    def stop(self) -> None:
+        self.background.stop()
+        self.weights.close()
+        self.replay.close()
