@@ -261,8 +261,8 @@ class RayLaunch:
     def start(self, component: type, *args: Any, gpu: bool = False,
               restart: bool = False) -> Any:
         options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1 if restart else 0}
-        if restart:
-            options["scheduling_strategy"] = "SPREAD"
+        if restart:  # a call to a dead actor waits for its next life instead of failing
+            options.update(max_task_retries=-1, scheduling_strategy="SPREAD")
         if gpu and self._gpus:
             options["num_gpus"] = 1
         return self.ray.remote(component).options(**options).remote(*args)
