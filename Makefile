@@ -4,15 +4,20 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint protos bench
+.PHONY: run test lint protos bench replay-demo
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: until the DQN issue lands, a replay server process with a demo client.
+## The main job: a short DQN training on CartPole, on a local Ray started for it.
 run: $(STAMP)
+	$(VENV)/bin/shoal train --algo dqn --env CartPole-v1 --actors 2 --envs-per-actor 4 \
+		--total-env-steps 100000 --target-return 195
+
+## The replay service alone: a server process, a client that inserts, samples, updates.
+replay-demo: $(STAMP)
 	$(VENV)/bin/shoal replay-demo
 
 ## Every test, from nothing.

@@ -27,7 +27,9 @@ from shoal.algorithms.networks import is_image, torso_and_head
 
 @dataclass
 class DQNConfig:
-    """Defaults solve CartPole-v1."""
+    """Defaults for CartPole-v1, chosen for wall clock on a 2-core machine, where the
+    learner (~2 ms per update of this small network, torch's per-op overhead) is the
+    bottleneck: measured there, mean training return ~250-290 after 80k env steps, 60 s."""
 
     learning_rate: float = 1e-3
     """Adam step size."""
@@ -39,13 +41,13 @@ class DQNConfig:
     """Transitions per update."""
     buffer_size: int = 100_000
     """Replay table capacity (oldest transitions go first)."""
-    learning_starts: int = 1_000
+    learning_starts: int = 500
     """Transitions stored before the first update."""
-    samples_per_insert: float = 32.0
+    samples_per_insert: float = 8.0
     """Sampled transitions per inserted one: the update-to-data ratio, held by the
-    replay service's rate limiter whatever the number of actors (32 = one update of
-    batch 64 every 2 env steps)."""
-    target_update_interval: int = 250
+    replay service's rate limiter whatever the number of actors (8 = one update of
+    batch 64 every 8 env steps)."""
+    target_update_interval: int = 100
     """Updates between copies of the online network into the target network."""
     max_grad_norm: float = 10.0
     """Gradient-norm clip."""
@@ -64,7 +66,7 @@ class DQNConfig:
     epsilon_base^(1 + epsilon_exponent * i / (N - 1)) (Ape-X uses 0.4 and 7)."""
     epsilon_exponent: float = 7.0
     """See epsilon_base."""
-    epsilon_decay_steps: int = 10_000
+    epsilon_decay_steps: int = 3_000
     """Env steps (per actor) over which exploration falls from 1 to its final epsilon."""
 
 
