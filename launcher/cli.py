@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+
+STARTED = time.time()  # the command's start, for "seconds from the command's start"
 
 
 class UsageError(Exception):
@@ -70,7 +74,6 @@ def _positive(name: str, value: int) -> int:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
     import json
-    import time
 
     from shoal.actors.envs import UnknownEnv, make_env
     from shoal.algorithms.registry import ALGORITHMS
@@ -93,18 +96,33 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.resume is not None and not (args.resume / "learner" / "learner.pt").exists():
         raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
-    run_dir = args.resume or args.run_dir / (
-        f"{args.algo}-{args.env.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = args.resume or _new_run_dir(args)
     settings = TrainSettings(
         algo=args.algo, env_id=args.env, actors=args.actors, envs_per_actor=args.envs_per_actor,
         seed=args.seed, total_env_steps=args.total_env_steps, target_return=args.target_return,
         run_dir=run_dir, resume=args.resume, config=config)
     write_config(run_dir, settings)
-    summary = run(settings, run_dir, local=args.local, address=args.address)
-    print(summary.line())
+    print(f"run directory {run_dir}", file=sys.stderr, flush=True)
+    # SIGTERM ends the run as Ctrl-C does: components stopped, checkpoint and summary written
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    summary, interrupted = run(settings, run_dir, local=args.local, address=args.address,
+                               started=STARTED)
+    print(summary.line(interrupted))
     if args.json:
         print(json.dumps(dataclasses.asdict(summary)))
-    return 0 if summary.reached else 1
+    return 130 if interrupted else 0 if summary.reached else 1
+
+
+def _new_run_dir(args: argparse.Namespace) -> Path:
+    """``<run-dir>/<algo>-<env>-<time>-s<seed>``, never one that exists already."""
+    stem = (f"{args.algo}-{args.env.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+            f"-s{args.seed}")
+    candidate, suffix = args.run_dir / stem, 1
+    while candidate.exists():
+        suffix += 1
+        candidate = args.run_dir / f"{stem}-{suffix}"
+    return candidate
 
 
 def _read_config(path: Path) -> dict:

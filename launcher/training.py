@@ -55,6 +55,8 @@ class TrainSettings:
 
 @dataclass
 class Summary:
+    """The run's end; ``interrupted`` (Ctrl-C, SIGTERM) is logged but not in the JSON line."""
+
     reached: bool
     mean_return: float | None
     env_steps: int
@@ -63,9 +65,10 @@ class Summary:
     seconds_total: float
     run_dir: str
 
-    def line(self) -> str:
+    def line(self, interrupted: bool = False) -> str:
         mean = "n/a" if self.mean_return is None else f"{self.mean_return:.1f}"
-        verdict = "reached the target" if self.reached else "stopped at the step budget"
+        verdict = ("reached the target" if self.reached else
+                   "interrupted" if interrupted else "stopped at the step budget")
         return (f"{verdict}: mean return {mean} over the last {RETURN_WINDOW} episodes, "
                 f"{self.env_steps:,} env steps, {self.updates:,} updates, "
                 f"{self.seconds_from_first_step:.1f}s from the first env step "
@@ -182,12 +185,17 @@ class Watch:
                 return progress
 
 
-def run(settings: TrainSettings, run_dir: Path, *, local: bool,
-        address: str | None = None) -> Summary:
+def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | None = None,
+        started: float | None = None) -> tuple[Summary, bool]:
     """Wires and runs the picture of DESIGN.md: a replay service holding the algorithm's
     table; a learner sampling from it and publishing weights on its ParameterService;
-    N actors writing to the replay service and following those weights."""
-    started = time.time()
+    N actors writing to the replay service and following those weights.
+
+    Returns the summary, and whether Ctrl-C (KeyboardInterrupt) ended the run early; the
+    run then still stops its components in order and writes its checkpoint and summary.
+    ``started`` is when the command started (its imports included)."""
+    started = started or time.time()
+    interrupted = False
     algorithm = ALGORITHMS[settings.algo]
     spec = probe_spec(settings.env_id)
     table = algorithm.table(settings.config, spec)
@@ -213,6 +221,8 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool,
                       env_steps_before=int(resumed.get("env_steps", 0)))
         try:
             progress = watch.run()
+        except KeyboardInterrupt:
+            progress, interrupted = watch.progress, True
         finally:
             launch.stop_all(replay, learner, actors)
         ended = time.time()
@@ -221,8 +231,8 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool,
             env_steps=progress.env_steps, updates=progress.updates,
             seconds_from_first_step=ended - (progress.first_step_time or ended),
             seconds_total=ended - started, run_dir=str(run_dir))
-        events.write("summary", **dataclasses.asdict(summary))
-    return summary
+        events.write("summary", **dataclasses.asdict(summary), interrupted=interrupted)
+    return summary, interrupted
 
 
 class LocalLaunch:

@@ -72,3 +72,37 @@ def test_resume_continues_counters_and_weights(trained):
     start = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()
              if '"start"' in line][-1]
     assert start["resumed"]["env_steps"] == summary["env_steps"]
+
+
+def test_sigterm_stops_the_run_cleanly_with_checkpoint_and_summary(tmp_path):
+    import os
+    import signal
+    from pathlib import Path
+
+    from ..conftest import wait_until
+
+    config = tmp_path / "fast.yaml"
+    config.write_text(json.dumps(FAST))
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
+         "--env", "CartPole-v1", "--actors", "1", "--envs-per-actor", "4", "--local",
+         "--total-env-steps", "10000000", "--config", str(config), "--run-dir", str(runs),
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: any('"throughput"' in p.read_text()
+                               for p in runs.glob("*/events.jsonl")),
+                   timeout=120, what="the run to be under way")
+        os.kill(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    run_dir = Path(summary["run_dir"])
+    last = json.loads((run_dir / "events.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "summary" and last["interrupted"] is True
+    saved = torch.load(run_dir / "learner" / "learner.pt", weights_only=False)
+    assert saved["counters"]["env_steps"] == summary["env_steps"]

@@ -1,0 +1,186 @@
+"""Time to solve: train one run per seed until a target return, then evaluate it greedily.
+
+    python benchmarks/time_to_solve.py --algo dqn --env CartPole-v1 --actors 2 \
+        --seeds 0 1 2 [--envs-per-actor E] [--total-env-steps N] [--target-return 475] \
+        [--eval-episodes 20] [--local] [--config FILE] [--run-dir DIR] [--json]
+
+Each seed is one ``shoal train ... --target-return R --json`` subprocess (the same command a
+user types, so the launch, imports and teardown are in the time), followed by
+``shoal eval RUN_DIR --episodes K --json`` on its final checkpoint. The training target is
+the mean of the last 20 *training* episodes, which explore; the greedy evaluation says
+whether the learned policy itself is that good.
+
+Prints one row per seed; with --json the last line is a JSON list with one object per seed:
+the train summary keys (reached, mean_return, env_steps, updates, seconds_from_first_step,
+seconds_total, run_dir) plus seed, command_seconds (wall time of the train command, from
+its start to its exit), eval_mean_return and eval_episodes; a seed whose train or eval
+command failed also has an ``error`` string, and null for what it could not measure.
+Nothing is asserted: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# The interpreter running this script has shoal installed; `-m` runs the `shoal` entry point.
+SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
+TRAIN_KEYS = ("reached", "mean_return", "env_steps", "updates", "seconds_from_first_step",
+              "seconds_total", "run_dir")
+BAD_ARGUMENTS = 2  # shoal's exit code for a bad argument: every seed would fail alike
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", default="dqn")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--envs-per-actor", type=int, help="default: shoal's")
+    parser.add_argument("--total-env-steps", type=int, help="step budget; default: shoal's")
+    parser.add_argument("--target-return", type=float, default=475.0)
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--local", action="store_true", help="passed through to shoal train")
+    parser.add_argument("--config", type=Path, help="algorithm settings YAML for shoal train")
+    parser.add_argument("--run-dir", type=Path,
+                        help="parent of the runs (default: a new temporary directory)")
+    parser.add_argument("--json", action="store_true", help="end with a JSON list of seeds")
+    return parser.parse_args(argv)
+
+
+def train_command(args: argparse.Namespace, seed: int, parent: Path) -> list[str]:
+    """The user's command line; optional settings are passed only when given, so a run
+    without them measures shoal's own defaults."""
+    command = [*SHOAL, "train", "--algo", args.algo, "--env", args.env,
+               "--actors", str(args.actors), "--seed", str(seed),
+               "--target-return", str(args.target_return), "--run-dir", str(parent), "--json"]
+    if args.envs_per_actor is not None:
+        command += ["--envs-per-actor", str(args.envs_per_actor)]
+    if args.total_env_steps is not None:
+        command += ["--total-env-steps", str(args.total_env_steps)]
+    if args.config is not None:
+        command += ["--config", str(args.config)]
+    if args.local:
+        command.append("--local")
+    return command
+
+
+def last_json_line(stdout: str) -> Any:
+    """shoal's contract with --json is that the last stdout line is JSON; anything printed
+    before it is for people."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("no output")
+    return json.loads(lines[-1])
+
+
+def run_train(args: argparse.Namespace, seed: int, parent: Path) -> dict[str, Any]:
+    """One training run. Progress goes to our stderr as it happens (long runs should show
+    life); its own wall time is measured here too, because the summary's seconds_total
+    starts after Python and torch have been imported."""
+    started = time.monotonic()
+    result = subprocess.run(train_command(args, seed, parent), stdout=subprocess.PIPE,
+                            text=True, check=False)
+    row: dict[str, Any] = {"seed": seed, "command_seconds": time.monotonic() - started,
+                           "exit_code": result.returncode}
+    try:
+        summary = last_json_line(result.stdout)
+    except ValueError:
+        summary = None
+    if result.returncode not in (0, 1) or not isinstance(summary, dict):
+        row.update(dict.fromkeys(TRAIN_KEYS), error=f"shoal train exited {result.returncode}")
+    else:
+        row.update({key: summary.get(key) for key in TRAIN_KEYS})
+    return row
+
+
+def run_eval(run_dir: str, episodes: int) -> tuple[float | None, str | None]:
+    """Greedy play of the final checkpoint: (mean return, error)."""
+    result = subprocess.run([*SHOAL, "eval", run_dir, "--episodes", str(episodes), "--json"],
+                            stdout=subprocess.PIPE, text=True, check=False)
+    try:
+        return float(last_json_line(result.stdout)["mean_return"]), None
+    except (ValueError, KeyError, TypeError):
+        return None, f"shoal eval exited {result.returncode}"
+
+
+def measure_seed(args: argparse.Namespace, seed: int, root: Path) -> dict[str, Any]:
+    """Train then evaluate one seed. Each seed gets a parent folder of its own: shoal names
+    a run directory by algo, env and the current second, so two runs could otherwise meet."""
+    row = run_train(args, seed, root / f"seed-{seed}")
+    row["eval_episodes"] = args.eval_episodes
+    row["eval_mean_return"] = None
+    if row["run_dir"] is not None:
+        row["eval_mean_return"], error = run_eval(row["run_dir"], args.eval_episodes)
+        if error:
+            row["error"] = error
+    return row
+
+
+def fmt(value: Any, spec: str = "") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[dict[str, Any]], target: float) -> None:
+    """One row per seed; the columns follow the questions asked of a run: did it get
+    there, how fast in steps and seconds, and does the greedy policy hold up."""
+    header = (f"{'seed':>4} {'reached':>7} {'train ret':>9} {'env steps':>10} {'updates':>8} "
+              f"{'s 1st step':>10} {'s run':>7} {'s command':>9} {'eval ret':>8} "
+              f"{'eval>=tgt':>9}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        passed = None if row["eval_mean_return"] is None else row["eval_mean_return"] >= target
+        print(f"{row['seed']:>4} {fmt(row['reached']):>7} {fmt(row['mean_return'], '.1f'):>9} "
+              f"{fmt(row['env_steps'], ','):>10} {fmt(row['updates'], ','):>8} "
+              f"{fmt(row['seconds_from_first_step'], '.1f'):>10} "
+              f"{fmt(row['seconds_total'], '.1f'):>7} {row['command_seconds']:>9.1f} "
+              f"{fmt(row['eval_mean_return'], '.1f'):>8} {fmt(passed):>9}"
+              + (f"  ({row['error']})" if row.get("error") else ""))
+
+
+def print_footer(rows: list[dict[str, Any]], target: float) -> None:
+    """Across seeds: how many solved, and the median time of those that did (the time of a
+    seed that ran out of budget says nothing about solving)."""
+    solved = [row for row in rows if row["reached"]]
+    evals = [row["eval_mean_return"] for row in rows if row["eval_mean_return"] is not None]
+    line = f"reached {target:g} in {len(solved)}/{len(rows)} seeds"
+    if solved:
+        line += (f"; median of those: "
+                 f"{statistics.median(r['seconds_from_first_step'] for r in solved):.1f}s "
+                 f"from the first env step, "
+                 f"{statistics.median(r['env_steps'] for r in solved):,.0f} env steps")
+    if evals:
+        passed = sum(value >= target for value in evals)
+        line += f"; greedy eval >= target in {passed}/{len(evals)}"
+    print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = args.run_dir or Path(tempfile.mkdtemp(prefix="shoal-time-to-solve-"))
+    print(f"runs under {root}", file=sys.stderr)
+    rows = []
+    for seed in args.seeds:
+        row = measure_seed(args, seed, root)
+        rows.append(row)
+        if row["exit_code"] == BAD_ARGUMENTS:
+            print("shoal train rejected its arguments; the other seeds would too",
+                  file=sys.stderr)
+            break
+    print_table(rows, args.target_return)
+    print_footer(rows, args.target_return)
+    if args.json:
+        print(json.dumps([{k: v for k, v in row.items() if k != "exit_code"} for row in rows]))
+    return BAD_ARGUMENTS if rows[-1]["exit_code"] == BAD_ARGUMENTS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
