@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from shoal.actors.adders import NStepTransitionAdder
-from shoal.actors.envs import episode_returns, make_vector_env
+from shoal.actors.envs import episode_returns, make_vector_env, probe_spec
 from shoal.actors.weights import WeightFollower
 from shoal.replay_service.client import ReplayClient
 
@@ -71,7 +71,7 @@ class Actor:
         self._replay = replay
         self._table = table
         self._weights = weights
-        self.policy = algorithm.make_policy(config, _spec_of(env_id), actor_index, num_actors,
+        self.policy = algorithm.make_policy(config, probe_spec(env_id), actor_index, num_actors,
                                             seed=self._seed)
 
     def _follow_weights(self) -> None:
@@ -118,12 +118,3 @@ class Actor:
         finally:
             envs.close()
 
-
-def _spec_of(env_id: str) -> Any:
-    from shoal.actors.envs import env_spec, make_env
-
-    env = make_env(env_id)
-    try:
-        return env_spec(env)
-    finally:
-        env.close()

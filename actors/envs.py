@@ -110,6 +110,15 @@ def env_spec(env: gym.Env | SyncVectorEnv) -> EnvSpec:
     raise UnknownEnv(f"--env: action space {action} is neither Discrete nor Box")
 
 
+def probe_spec(env_id: str) -> EnvSpec:
+    """The spec of ``env_id``, from one env made and closed for the purpose."""
+    env = make_env(env_id)
+    try:
+        return env_spec(env)
+    finally:
+        env.close()
+
+
 def episode_returns(info: dict[str, Any]) -> list[tuple[float, int]]:
     """(return, length) of every episode that ended in this vector step (true returns).
     With SAME_STEP autoreset the finished episodes' infos sit under ``final_info``."""

@@ -16,9 +16,8 @@ from typing import Any
 import torch
 
 from shoal.actors.actor import Actor
-from shoal.actors.envs import env_spec, make_env
+from shoal.actors.envs import probe_spec
 from shoal.actors.weights import WeightFollower
-from shoal.algorithms.base import EnvSpec
 from shoal.algorithms.registry import ALGORITHMS
 from shoal.learner.checkpoint import load_checkpoint
 from shoal.learner.learner import LearnerLoop
@@ -26,14 +25,6 @@ from shoal.learner.parameter_service import ParameterServer
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.config import table_from_dict
 from shoal.replay_service.server import ReplayServer
-
-
-def probe_spec(env_id: str) -> EnvSpec:
-    env = make_env(env_id)
-    try:
-        return env_spec(env)
-    finally:
-        env.close()
 
 
 def algorithm_config(algo: str, values: dict[str, Any]) -> Any:

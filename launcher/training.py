@@ -20,13 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from shoal.actors.actor import Episode
+from shoal.actors.envs import probe_spec
 from shoal.algorithms.registry import ALGORITHMS
-from shoal.launcher.components import (
-    ActorComponent,
-    LearnerComponent,
-    ReplayComponent,
-    probe_spec,
-)
+from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayComponent
 from shoal.launcher.run_dir import EventLog
 from shoal.replay_service.auth import new_token
 
