@@ -177,6 +177,8 @@ class Writer:
 
     def _raise_if_failed(self) -> None:
         if self._call is not None and self._call.done():
+            if self._call.cancelled():
+                raise WriterError(grpc.StatusCode.CANCELLED, "the writer was cancelled")
             error = self._call.exception()
             if error is not None:
                 raise WriterError(error.code(), error.details()) from None
