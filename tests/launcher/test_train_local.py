@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-FAST = {"samples_per_insert": 8, "learning_starts": 500, "target_update_interval": 100,
-        "epsilon_decay_steps": 3000}
+# small batches, few updates: learns quickly in one process, where threads share the GIL
+FAST = {"batch_size": 64, "samples_per_insert": 8, "learning_starts": 500,
+        "target_update_interval": 100, "epsilon_decay_steps": 3000}
 
 
 def train(tmp_path, *extra: str) -> subprocess.CompletedProcess:
