@@ -41,6 +41,9 @@ class ActorStats:
     first_step_time: float | None = None
     _episodes: deque[Episode] = field(default_factory=deque)
 
+    def record(self, episode: Episode) -> None:
+        self._episodes.append(episode)
+
     def drain(self) -> list[Episode]:
         episodes = []
         while self._episodes:
@@ -111,9 +114,8 @@ class Actor:
                         stats.items_sent += len(priorities)
                     stats.env_steps += self._num_envs
                     for env_return, length in episode_returns(info):
-                        stats._episodes.append(Episode(stats.actor, env_return, length,
-                                                       stats.env_steps, self.policy.version,
-                                                       time.time()))
+                        stats.record(Episode(stats.actor, env_return, length, stats.env_steps,
+                                             self.policy.version, time.time()))
                     obs = next_obs
         finally:
             envs.close()

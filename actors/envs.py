@@ -91,9 +91,8 @@ def make_vector_env(env_id: str, num_envs: int, seed: int, training: bool = True
     observation in ``info["final_obs"]`` (what an n-step adder needs to bootstrap)."""
     envs = SyncVectorEnv([lambda: make_env(env_id, training) for _ in range(num_envs)],
                          autoreset_mode=AutoresetMode.SAME_STEP)
-    envs.reset(seed=seed)
     envs.action_space.seed(seed)
-    return envs
+    return envs  # the caller's first reset(seed=...) seeds the envs
 
 
 def env_spec(env: gym.Env | SyncVectorEnv) -> EnvSpec:

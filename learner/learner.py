@@ -1,10 +1,15 @@
 """The learner loop: prefetched batch -> algorithm update -> priorities back -> weights out.
 
 Plain logic; the Ray actor and ``shoal learner`` are thin shells around ``LearnerLoop.run``.
+Priorities go back on a thread of their own, so the update never waits on that round trip
+(the learner is the bottleneck of a DQN run on a small machine); a bounded queue keeps
+them at most a few updates behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
 import time
 from collections import deque
@@ -13,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import torch
 
 from shoal.learner.checkpoint import save_checkpoint
@@ -59,13 +65,27 @@ class LearnerLoop:
         self._prefetch_depth = prefetch
         self._counters = counters  # run counters a checkpoint keeps (env steps, ...)
         self.prefetcher: Prefetcher | None = None
+        self.priority_error: str | None = None
 
     def publish(self) -> None:
         self.stats.published_version = self._parameters.publish(
             self.learner.weights(), version=self.stats.published_version + 1)
 
+    def _send_priorities(self, pending: queue.Queue[Any]) -> None:
+        while (item := pending.get()) is not None:
+            keys, priorities = item
+            try:
+                self._replay.update_priorities(self._table, keys, priorities)
+            except grpc.RpcError as error:  # the loop sees the thread gone and says why
+                self.priority_error = f"{error.code().name}: {error.details()}"
+                return
+
     def run(self, stop: threading.Event, max_updates: int | None = None) -> None:
         self.publish()  # actors start from the learner's initial weights
+        pending: queue.Queue[Any] = queue.Queue(maxsize=4)
+        sender = threading.Thread(target=self._send_priorities, args=(pending,),
+                                  name="priorities", daemon=True)
+        sender.start()
         with self._replay.sample(self._table, self._batch_size, prefetch=2) as batches:
             self.prefetcher = Prefetcher(batches, self._device, self._prefetch_depth)
             try:
@@ -77,8 +97,14 @@ class LearnerLoop:
                     start = time.monotonic()
                     result = self.learner.step(batch.columns, batch.probabilities)
                     if result.priorities is not None:
-                        self._replay.update_priorities(self._table, batch.keys,
-                                                       result.priorities)
+                        while sender.is_alive():  # a dead sender: its error ends the run
+                            try:
+                                pending.put((batch.keys, result.priorities), timeout=0.2)
+                                break
+                            except queue.Full:
+                                continue
+                        else:
+                            raise RuntimeError(f"sending priorities failed: {self.priority_error}")
                     self.stats.update_seconds += time.monotonic() - start
                     self.stats.updates = self.learner.updates
                     self.stats.samples += len(batch.keys)
@@ -90,6 +116,9 @@ class LearnerLoop:
                         self.checkpoint()
             finally:
                 self.prefetcher.close()
+                with contextlib.suppress(queue.Full):
+                    pending.put_nowait(None)
+                sender.join(timeout=5)
 
     def checkpoint(self) -> Path | None:
         if self._checkpoint_dir is None:
