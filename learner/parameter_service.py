@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 
 from shoal.algorithms.base import Weights
 from shoal.protos import codec, parameters_pb2, parameters_pb2_grpc
-from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, TokenAuthInterceptor
+from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bind, token_server
 
 _POLL_SECONDS = 0.5
 
@@ -44,17 +43,10 @@ class ParameterServer:
         self.closed = False
         self._latest: parameters_pb2.Weights | None = None
         self._changed = threading.Condition()
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="params"),
-            interceptors=[TokenAuthInterceptor(token)],
-            options=[("grpc.max_send_message_length", max_message_bytes),
-                     ("grpc.max_receive_message_length", max_message_bytes),
-                     ("grpc.so_reuseport", 0)])
+        self._grpc = token_server(token, max_workers=max_workers,
+                                  max_message_bytes=max_message_bytes, thread_prefix="params")
         parameters_pb2_grpc.add_ParameterServiceServicer_to_server(_Servicer(self), self._grpc)
-        self.port = self._grpc.add_insecure_port(f"{host}:{port}")
-        if self.port == 0:
-            raise OSError(f"could not bind {host}:{port}")
-        self.address = f"{host}:{self.port}"
+        self.port, self.address = bind(self._grpc, host, port)
 
     def publish(self, weights: Weights, version: int | None = None) -> int:
         """Makes ``weights`` the newest version (the next number, or ``version`` when a

@@ -8,6 +8,7 @@ import hmac
 import os
 import secrets
 from collections.abc import Callable
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,24 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[
         ("grpc.max_receive_message_length", max_message_bytes),
         *BACKPRESSURE_OPTIONS,
     ]
+
+
+def token_server(token: str, *, max_workers: int, max_message_bytes: int,
+                 thread_prefix: str) -> grpc.Server:
+    """A gRPC server that requires the run token, with the same message limits and
+    flow-control window as the channels talking to it, refusing to share its port."""
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_prefix),
+        interceptors=[TokenAuthInterceptor(token)],
+        options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)])
+
+
+def bind(server: grpc.Server, host: str, port: int) -> tuple[int, str]:
+    """Binds ``host:port`` (0: any free port); returns the port and ``host:port``."""
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind {host}:{port}")
+    return bound, f"{host}:{bound}"
 
 
 def _denying(handler: grpc.RpcMethodHandler, reason: str) -> grpc.RpcMethodHandler:

@@ -11,7 +11,6 @@ import math
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent import futures
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,11 +19,7 @@ import numpy as np
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
 from shoal.replay_service import checkpoint
-from shoal.replay_service.auth import (
-    BACKPRESSURE_OPTIONS,
-    DEFAULT_MAX_MESSAGE_BYTES,
-    TokenAuthInterceptor,
-)
+from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bind, token_server
 from shoal.replay_service.table import (
     ColumnValue,
     CompressedRows,
@@ -298,22 +293,11 @@ class ReplayServer:
         self._checkpoint_lock = threading.Lock()
         self._stopping = threading.Event()
         self._periodic: threading.Thread | None = None
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="replay"),
-            interceptors=[TokenAuthInterceptor(token)],
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.so_reuseport", 0),
-                *BACKPRESSURE_OPTIONS,
-            ],
-        )
+        self._grpc = token_server(token, max_workers=max_workers,
+                                  max_message_bytes=max_message_bytes, thread_prefix="replay")
         replay_pb2_grpc.add_ReplayServiceServicer_to_server(
             ReplayServicer(self.tables, self), self._grpc)
-        self.port = self._grpc.add_insecure_port(f"{host}:{port}")
-        if self.port == 0:
-            raise OSError(f"could not bind {host}:{port}")
-        self.address = f"{host}:{self.port}"
+        self.port, self.address = bind(self._grpc, host, port)
 
     def start(self) -> ReplayServer:
         if self.checkpoint_dir is not None:

@@ -257,6 +257,11 @@ class Table:
             self._waiting[side] -= 1
             self._blocked_seconds[side] += time.monotonic() - start
 
+    def _notify_waiters(self) -> None:
+        """After a change (held under the condition): wake callers only if there are any."""
+        if self._waiting["insert"] or self._waiting["sample"]:
+            self._cond.notify_all()
+
     def wake(self) -> None:
         """Makes waiting callers re-check their cancel events."""
         with self._cond:
@@ -361,8 +366,7 @@ class Table:
             self._next_key += count
             self._size += count
             self._inserted += count
-            if self._waiting["insert"] or self._waiting["sample"]:
-                self._cond.notify_all()
+            self._notify_waiters()
         return keys
 
     def _forget(self, slots: np.ndarray) -> None:
@@ -430,8 +434,7 @@ class Table:
                 spent = np.unique(slots[self._times_sampled[slots] >= self.max_times_sampled])
                 if spent.size:
                     self._forget(spent)
-            if self._waiting["insert"] or self._waiting["sample"]:
-                self._cond.notify_all()
+            self._notify_waiters()
         # (N P_i)^-beta / max_j (N P_j)^-beta  ==  (min_j P_j / P_i)^beta, j in i's batch
         per_batch = probabilities.reshape(-1, batch_size)
         weights = (per_batch.min(axis=1, keepdims=True) / per_batch).astype(np.float32)

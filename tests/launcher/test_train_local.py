@@ -13,14 +13,18 @@ FAST = {"batch_size": 64, "samples_per_insert": 8, "learning_starts": 500,
         "target_update_interval": 100, "epsilon_decay_steps": 3000}
 
 
-def train(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+def train_command(tmp_path, *extra: str) -> list[str]:
+    """``shoal train`` of DQN on CartPole with the FAST config, runs under tmp_path/runs."""
     config = tmp_path / "fast.yaml"
     config.write_text(json.dumps(FAST))  # JSON is YAML
-    return subprocess.run(
-        [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
-         "--env", "CartPole-v1", "--actors", "1", "--envs-per-actor", "4", "--local",
-         "--config", str(config), "--run-dir", str(tmp_path / "runs"), "--json", *extra],
-        capture_output=True, text=True, timeout=300)
+    return [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
+            "--env", "CartPole-v1", "--envs-per-actor", "4", "--config", str(config),
+            "--run-dir", str(tmp_path / "runs"), "--json", *extra]
+
+
+def train(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(train_command(tmp_path, "--local", "--actors", "1", *extra),
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +86,10 @@ def test_sigterm_stops_the_run_cleanly_with_checkpoint_and_summary(tmp_path):
 
     from ..conftest import wait_until
 
-    config = tmp_path / "fast.yaml"
-    config.write_text(json.dumps(FAST))
     runs = tmp_path / "runs"
     process = subprocess.Popen(
-        [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
-         "--env", "CartPole-v1", "--actors", "1", "--envs-per-actor", "4", "--local",
-         "--total-env-steps", "10000000", "--config", str(config), "--run-dir", str(runs),
-         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        train_command(tmp_path, "--local", "--actors", "1", "--total-env-steps", "10000000"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: any('"throughput"' in p.read_text()
                                for p in runs.glob("*/events.jsonl")),

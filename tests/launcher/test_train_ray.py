@@ -5,12 +5,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from ..conftest import wait_until
-from .test_train_local import FAST
+from .test_train_local import train_command
 
 
 def actor_pids() -> list[int]:
@@ -22,14 +21,9 @@ def actor_pids() -> list[int]:
 
 @pytest.mark.timeout(300)
 def test_train_on_local_ray_survives_a_killed_actor(tmp_path):
-    config = tmp_path / "fast.yaml"
-    config.write_text(json.dumps(FAST))
     runs = tmp_path / "runs"
     process = subprocess.Popen(
-        [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
-         "--env", "CartPole-v1", "--actors", "2", "--envs-per-actor", "4",
-         "--total-env-steps", "12000", "--config", str(config), "--run-dir", str(runs),
-         "--json"],
+        train_command(tmp_path, "--actors", "2", "--total-env-steps", "12000"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def running() -> bool:
