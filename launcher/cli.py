@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 STARTED = time.time()  # the command's start, for "seconds from the command's start"
 
@@ -71,20 +71,15 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
-def _train(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-
+def _algorithm_config(args: argparse.Namespace) -> Any:
+    """The algorithm's config (``--config`` overrides applied) after checking ``--algo``,
+    ``--config`` and ``--env``: every command that runs a piece of a run starts here."""
     from shoal.actors.envs import UnknownEnv, make_env
     from shoal.algorithms.registry import ALGORITHMS
-    from shoal.launcher.training import TrainSettings, run, write_config
 
     algorithm = ALGORITHMS.get(args.algo)
     if algorithm is None:
         raise UsageError(f"--algo: expected one of {sorted(ALGORITHMS)}, got {args.algo!r}")
-    _positive("--actors", args.actors)
-    _positive("--envs-per-actor", args.envs_per_actor)
-    _positive("--total-env-steps", args.total_env_steps)
     overrides = _read_config(args.config) if args.config else {}
     try:
         config = algorithm.config_type(**overrides)
@@ -94,6 +89,33 @@ def _train(args: argparse.Namespace) -> int:
         make_env(args.env).close()
     except UnknownEnv as error:
         raise UsageError(str(error)) from None
+    return config
+
+
+def _table(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    from shoal.actors.envs import probe_spec
+    from shoal.algorithms.registry import ALGORITHMS
+
+    return ALGORITHMS[args.algo].table(config, probe_spec(args.env))
+
+
+def _address(name: str, value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise UsageError(f"{name}: expected HOST:PORT, got {value!r}")
+    return value
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from shoal.launcher.training import TrainSettings, run, write_config
+
+    _positive("--actors", args.actors)
+    _positive("--envs-per-actor", args.envs_per_actor)
+    _positive("--total-env-steps", args.total_env_steps)
+    config = _algorithm_config(args)
     if args.resume is not None and not (args.resume / "learner" / "learner.pt").exists():
         raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
     run_dir = args.resume or _new_run_dir(args)
@@ -139,6 +161,63 @@ def _read_config(path: Path) -> dict:
     return value
 
 
+def _tables(args: argparse.Namespace) -> int:
+    import yaml
+
+    config = _algorithm_config(args)
+    print(yaml.safe_dump({"tables": [_table(args, config)]}, sort_keys=False), end="")
+    return 0
+
+
+def _learner(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from shoal.launcher.components import LearnerComponent
+    from shoal.launcher.processes import run_learner
+    from shoal.replay_service.process import configure_logging
+
+    config = _algorithm_config(args)
+    replay = _address("--replay", args.replay)
+    _positive("--checkpoint-every", args.checkpoint_every)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: expected 0..65535, got {args.port}")
+    if args.resume and not (args.run_dir / "learner" / "learner.pt").exists():
+        raise UsageError(f"--resume: no learner checkpoint in {args.run_dir}")
+    token = _token(args)
+    configure_logging()
+    component = LearnerComponent(
+        args.algo, args.env, dataclasses.asdict(config), token, args.host, replay,
+        _table(args, config)["name"], str(args.run_dir),
+        str(args.run_dir) if args.resume else None,
+        port=args.port, checkpoint_every=args.checkpoint_every)
+    return run_learner(component, address_file=args.address_file)
+
+
+def _actor(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from shoal.launcher.components import ActorComponent
+    from shoal.launcher.processes import run_actor
+    from shoal.replay_service.process import configure_logging
+
+    config = _algorithm_config(args)
+    replay = _address("--replay", args.replay)
+    parameters = _address("--parameters", args.parameters)
+    _positive("--num-actors", args.num_actors)
+    _positive("--envs-per-actor", args.envs_per_actor)
+    if not 0 <= args.index < args.num_actors:
+        raise UsageError(f"--index: expected 0..{args.num_actors - 1}, got {args.index}")
+    if args.total_env_steps is not None:
+        _positive("--total-env-steps", args.total_env_steps)
+    token = _token(args)
+    configure_logging()
+    component = ActorComponent(
+        args.algo, args.env, dataclasses.asdict(config), args.index, args.num_actors,
+        args.envs_per_actor, args.seed, token, replay, _table(args, config)["name"],
+        parameters, max_env_steps=args.total_env_steps)
+    return run_actor(component)
+
+
 def _eval(args: argparse.Namespace) -> int:
     import json
 
@@ -155,6 +234,17 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_algorithm(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--algo", required=True, help="dqn")
+    command.add_argument("--env", required=True, help="a gymnasium id, e.g. CartPole-v1")
+    command.add_argument("--config", type=Path, help="YAML of algorithm settings to override")
+
+
+def _add_token(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--token-file", type=Path,
+                         help="the run token (created if missing); else $SHOAL_TOKEN")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="shoal", description="Distributed actor-learner deep RL.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -163,8 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--config", type=Path, required=True, help="tables YAML")
     server.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
     server.add_argument("--port", type=int, default=0, help="0: any free port")
-    server.add_argument("--token-file", type=Path,
-                        help="the run token (created if missing); else $SHOAL_TOKEN")
+    _add_token(server)
     server.add_argument("--checkpoint-dir", type=Path,
                         help="overrides checkpoint.directory of the config")
     server.add_argument("--address-file", type=Path,
@@ -178,11 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_replay_demo)
 
     train = commands.add_parser("train", help="train an agent")
-    train.add_argument("--algo", required=True, help="dqn")
-    train.add_argument("--env", required=True, help="a gymnasium id, e.g. CartPole-v1")
+    _add_algorithm(train)
     train.add_argument("--actors", type=int, default=2, help="actor processes")
     train.add_argument("--envs-per-actor", type=int, default=8, help="vector env size")
-    train.add_argument("--config", type=Path, help="YAML of algorithm settings to override")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--total-env-steps", type=int, default=200_000, help="step budget")
     train.add_argument("--target-return", type=float,
@@ -196,6 +283,43 @@ def build_parser() -> argparse.ArgumentParser:
                        help="every component as threads of this process")
     train.add_argument("--json", action="store_true", help="end with a JSON summary line")
     train.set_defaults(run=_train)
+
+    tables = commands.add_parser(
+        "tables", help="print the replay-server tables YAML an algorithm needs")
+    _add_algorithm(tables)
+    tables.set_defaults(run=_tables)
+
+    learner = commands.add_parser("learner", help="run a learner as a plain process")
+    _add_algorithm(learner)
+    _add_token(learner)
+    learner.add_argument("--replay", required=True, help="the replay service's HOST:PORT")
+    learner.add_argument("--run-dir", type=Path, required=True,
+                         help="checkpoints go to RUN_DIR/learner")
+    learner.add_argument("--resume", action="store_true",
+                         help="continue from the checkpoint in RUN_DIR/learner")
+    learner.add_argument("--host", default="127.0.0.1",
+                         help="address the ParameterService binds (loopback)")
+    learner.add_argument("--port", type=int, default=0, help="0: any free port")
+    learner.add_argument("--address-file", type=Path,
+                         help="write the ParameterService's host:port here once listening")
+    learner.add_argument("--checkpoint-every", type=int, default=2_000,
+                         help="updates between checkpoints (and one at exit)")
+    learner.set_defaults(run=_learner)
+
+    actor = commands.add_parser("actor", help="run an actor as a plain process")
+    _add_algorithm(actor)
+    _add_token(actor)
+    actor.add_argument("--replay", required=True, help="the replay service's HOST:PORT")
+    actor.add_argument("--parameters", required=True,
+                       help="the learner's ParameterService HOST:PORT")
+    actor.add_argument("--index", type=int, default=0, help="this actor's index, 0..N-1")
+    actor.add_argument("--num-actors", type=int, default=1,
+                       help="N: the actors of the run (sets each one's exploration)")
+    actor.add_argument("--envs-per-actor", type=int, default=8, help="vector env size")
+    actor.add_argument("--seed", type=int, default=0)
+    actor.add_argument("--total-env-steps", type=int,
+                       help="stop after this many env steps (default: run until a signal)")
+    actor.set_defaults(run=_actor)
 
     evaluate = commands.add_parser("eval", help="play a checkpoint's greedy policy")
     evaluate.add_argument("checkpoint", type=Path, help="a run directory or learner.pt")

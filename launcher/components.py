@@ -26,6 +26,10 @@ from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.config import table_from_dict
 from shoal.replay_service.server import ReplayServer
 
+CHECKPOINT_EVERY_UPDATES = 2_000
+"""The learner saves model, optimizer, target and counters this often, and at exit: a
+learner that dies loses at most this many updates."""
+
 
 def algorithm_config(algo: str, values: dict[str, Any]) -> Any:
     """The algorithm's config dataclass from plain values (lists back to tuples)."""
@@ -77,8 +81,10 @@ class LearnerComponent:
     """The learner, its ParameterService and its loop thread."""
 
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], token: str, host: str,
-                 replay_address: str, table: str, run_dir: str, resume: str | None) -> None:
+                 replay_address: str, table: str, run_dir: str, resume: str | None, *,
+                 port: int = 0, checkpoint_every: int = CHECKPOINT_EVERY_UPDATES) -> None:
         algorithm = ALGORITHMS[algo]
+        self.algo = algo
         self.config = algorithm_config(algo, config)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         learner = algorithm.make_learner(self.config, probe_spec(env_id), self.device)
@@ -88,11 +94,11 @@ class LearnerComponent:
             learner.load_state_dict(saved["learner"])
             self.resumed = saved["counters"]
         self.env_steps = int(self.resumed.get("env_steps", 0))  # told by the launcher
-        self.parameters = ParameterServer(token=token, host=host).start()
+        self.parameters = ParameterServer(token=token, host=host, port=port).start()
         self.loop = LearnerLoop(
             learner, replay=ReplayClient(replay_address, token), table=table,
             batch_size=self.config.batch_size, parameters=self.parameters, device=self.device,
-            checkpoint_dir=Path(run_dir) / "learner",
+            checkpoint_dir=Path(run_dir) / "learner", checkpoint_every=checkpoint_every,
             counters=lambda: {"env_steps": self.env_steps})
         self.loop.stats.published_version = int(self.resumed.get("published_version", 0))
         self.background = _Background("learner", self.loop.run)
@@ -114,11 +120,12 @@ class LearnerComponent:
                 "update_seconds": stats.update_seconds, "device": str(self.device),
                 "error": self.background.error}
 
-    def stop(self, checkpoint: bool = True) -> None:
+    def stop(self, checkpoint: bool = True) -> Path | None:
+        """Ends the loop and the ParameterService; returns the last checkpoint's path."""
         self.background.stop()
-        if checkpoint:
-            self.loop.checkpoint()
+        path = self.loop.checkpoint() if checkpoint else None
         self.parameters.stop(grace=0.5)
+        return path
 
 
 class ActorComponent:
@@ -126,14 +133,16 @@ class ActorComponent:
 
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], index: int,
                  num_actors: int, num_envs: int, seed: int, token: str, replay_address: str,
-                 table: str, parameters_address: str) -> None:
+                 table: str, parameters_address: str, *,
+                 max_env_steps: int | None = None) -> None:
         self.started = time.time()
         self.weights = WeightFollower(parameters_address, token)
         self.replay = ReplayClient(replay_address, token)
         self.actor = Actor(ALGORITHMS[algo], algorithm_config(algo, config), env_id,
                            num_envs=num_envs, actor_index=index, num_actors=num_actors,
                            seed=seed, replay=self.replay, table=table, weights=self.weights)
-        self.background = _Background(f"actor-{index}", self.actor.run)
+        self.background = _Background(
+            f"actor-{index}", lambda stop: self.actor.run(stop, max_env_steps))
 
     def poll(self) -> dict[str, Any]:
         stats = self.actor.stats
@@ -141,6 +150,10 @@ class ActorComponent:
                 "version": stats.version, "items_sent": stats.items_sent,
                 "episodes": [dataclasses.asdict(e) for e in stats.drain()],
                 "started": self.started, "error": self.background.error}
+
+    def done(self) -> bool:
+        """Its loop ended: the step budget was taken, it was stopped, or it failed."""
+        return not self.background.thread.is_alive()
 
     def request_stop(self) -> None:
         """Asks the loop to end without waiting: it may be blocked on a full rate limiter

@@ -20,6 +20,19 @@ def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     (["replay-server", "--config", "x.yaml"], "--token-file or SHOAL_TOKEN"),
     (["replay-demo", "--items", "10"], "--items: expected >= 256, got 10"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["actor", "--algo", "dqn", "--env", "CartPole-v1", "--replay", "nowhere",
+      "--parameters", "127.0.0.1:1", "--token-file", "{tmp}/t"],
+     "--replay: expected HOST:PORT, got 'nowhere'"),
+    (["actor", "--algo", "dqn", "--env", "CartPole-v1", "--replay", "127.0.0.1:1",
+      "--parameters", "127.0.0.1:1", "--index", "2", "--num-actors", "2",
+      "--token-file", "{tmp}/t"], "--index: expected 0..1, got 2"),
+    (["learner", "--algo", "dqn", "--env", "CartPole-v1", "--replay", "127.0.0.1:99999",
+      "--run-dir", "{tmp}/run", "--token-file", "{tmp}/t"],
+     "--replay: expected HOST:PORT, got '127.0.0.1:99999'"),
+    (["learner", "--algo", "dqn", "--env", "CartPole-v1", "--replay", "127.0.0.1:1",
+      "--run-dir", "{tmp}/run", "--resume", "--token-file", "{tmp}/t"],
+     "--resume: no learner checkpoint in"),
+    (["tables", "--algo", "sac9", "--env", "CartPole-v1"], "--algo: expected one of"),
 ])
 def test_bad_arguments_print_one_line_and_exit_2(tmp_path, monkeypatch, args, message):
     monkeypatch.delenv("SHOAL_TOKEN", raising=False)
