@@ -73,7 +73,7 @@ def test_resume_continues_counters_and_weights(trained):
     assert summary["env_steps"] < resumed["env_steps"] < summary["env_steps"] + 4000
     assert after["learner"]["updates"] > before["learner"]["updates"]
     assert after["counters"]["published_version"] > before["counters"]["published_version"]
-    # trained weights came back: the resumed run plays far better than random from the start
+    # the run's counters came back from the checkpoint
     start = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()
              if '"start"' in line][-1]
     assert start["resumed"]["env_steps"] == summary["env_steps"]
@@ -107,3 +107,30 @@ def test_sigterm_stops_the_run_cleanly_with_checkpoint_and_summary(tmp_path):
     assert last["event"] == "summary" and last["interrupted"] is True
     saved = torch.load(run_dir / "learner" / "learner.pt", weights_only=False)
     assert saved["counters"]["env_steps"] == summary["env_steps"]
+
+
+def test_dqn_trains_on_atari_frames_end_to_end(tmp_path):
+    """Pong through the whole loop: preprocessed uint8 frames, lz4 on the wire and in the
+    table, the Nature CNN on the learner. Learning Pong is far beyond a test's budget."""
+    from pathlib import Path
+
+    config = tmp_path / "atari.yaml"
+    config.write_text(json.dumps({"batch_size": 32, "buffer_size": 5000,
+                                  "learning_starts": 500, "samples_per_insert": 4}))
+    result = subprocess.run(
+        [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
+         "--env", "ALE/Pong-v5", "--local", "--actors", "1", "--envs-per-actor", "2",
+         "--total-env-steps", "2400", "--config", str(config),
+         "--run-dir", str(tmp_path / "runs"), "--json"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["updates"] > 0
+    run_dir = Path(summary["run_dir"])
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    start = next(event for event in events if event["event"] == "start")
+    assert start["settings"]["algorithm_config"]["batch_size"] == 32
+    episodes = [event["env_return"] for event in events if event["event"] == "episode"]
+    assert episodes and all(-21 <= r <= 21 and r == int(r) for r in episodes)  # Pong scores
+    assert torch.load(run_dir / "learner" / "learner.pt",
+                      weights_only=False)["learner"]["updates"] >= summary["updates"]
