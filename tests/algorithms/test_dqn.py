@@ -80,3 +80,18 @@ def test_learner_reduces_td_error_and_copies_the_target_every_c_updates():
     restored = DQNLearner(config, CARTPOLE, torch.device("cpu"))
     restored.load_state_dict(learner.state_dict())
     assert restored.updates == 5
+
+
+def test_step_size_falls_linearly_to_its_final_value_and_resumes_where_it_was():
+    config = DQNConfig(learning_rate=3e-3, learning_rate_final=1e-3, lr_anneal_updates=4)
+    learner = DQNLearner(config, CARTPOLE, torch.device("cpu"))
+    batch = {"obs": torch.randn(8, 4), "next_obs": torch.randn(8, 4),
+             "action": torch.randint(0, 2, (8,)), "reward": torch.ones(8),
+             "discount": torch.zeros(8)}
+    probabilities = torch.full((8,), 1 / 8, dtype=torch.float64)
+    rates = [learner.step(batch, probabilities).metrics["learning_rate"] for _ in range(2)]
+    assert rates == pytest.approx([2.5e-3, 2e-3])
+    restored = DQNLearner(config, CARTPOLE, torch.device("cpu"))
+    restored.load_state_dict(learner.state_dict())
+    rates = [restored.step(batch, probabilities).metrics["learning_rate"] for _ in range(4)]
+    assert rates == pytest.approx([1.5e-3, 1e-3, 1e-3, 1e-3])
