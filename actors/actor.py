@@ -38,11 +38,23 @@ class ActorStats:
     env_steps: int = 0
     items_sent: int = 0
     version: int = 0
+    episodes: int = 0
+    inference_seconds: float = 0.0       # in the policy's forward pass
+    insert_blocked_seconds: float = 0.0  # waiting for the replay service to take items
     first_step_time: float | None = None
     _episodes: deque[Episode] = field(default_factory=deque)
+    _recent_returns: deque[float] = field(default_factory=lambda: deque(maxlen=20))
 
     def record(self, episode: Episode) -> None:
         self._episodes.append(episode)
+        self._recent_returns.append(episode.env_return)
+        self.episodes += 1
+
+    @property
+    def recent_return(self) -> float | None:
+        """Mean return of this actor's last 20 episodes (None before the first)."""
+        returns = list(self._recent_returns)
+        return sum(returns) / len(returns) if returns else None
 
     def drain(self) -> list[Episode]:
         episodes = []
@@ -98,7 +110,9 @@ class Actor:
                 while not stop.is_set() and (max_env_steps is None
                                              or stats.env_steps < max_env_steps):
                     self._follow_weights()
+                    started = time.perf_counter()
                     step = self.policy.act(obs)
+                    stats.inference_seconds += time.perf_counter() - started
                     next_obs, rewards, terminated, truncated, info = envs.step(step.actions)
                     if stats.first_step_time is None:
                         stats.first_step_time = time.time()
@@ -112,6 +126,7 @@ class Actor:
                         del items["q_taken"]
                         writer.extend(items, priorities)
                         stats.items_sent += len(priorities)
+                        stats.insert_blocked_seconds = writer.blocked_seconds
                     stats.env_steps += self._num_envs
                     for env_return, length in episode_returns(info):
                         stats.record(Episode(stats.actor, env_return, length, stats.env_steps,

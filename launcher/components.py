@@ -19,6 +19,12 @@ from shoal.actors.actor import Actor
 from shoal.actors.envs import probe_spec
 from shoal.actors.weights import WeightFollower
 from shoal.algorithms.registry import ALGORITHMS
+from shoal.launcher.metrics import (
+    ActorCollector,
+    LearnerCollector,
+    MetricsServer,
+    ReplayCollector,
+)
 from shoal.learner.checkpoint import load_checkpoint
 from shoal.learner.learner import LearnerLoop
 from shoal.learner.parameter_service import ParameterServer
@@ -61,20 +67,26 @@ class _Background:
 
 class ReplayComponent:
     def __init__(self, table_config: dict[str, Any], token: str, host: str,
-                 checkpoint_dir: str | None) -> None:
+                 checkpoint_dir: str | None, *, run: str = "") -> None:
         self.table = table_from_dict(table_config)
         self.server = ReplayServer([self.table], token=token, host=host,
                                    checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None)
         self.server.start()
+        self.metrics = MetricsServer(ReplayCollector(lambda: [self.table.stats()], run,
+                                                     "replay"), host)
 
     def address(self) -> str:
         return self.server.address
+
+    def metrics_address(self) -> str:
+        return self.metrics.address
 
     def poll(self) -> dict[str, Any]:
         return dataclasses.asdict(self.table.stats())
 
     def stop(self) -> None:
         self.server.stop(grace=0.5)
+        self.metrics.close()
 
 
 class LearnerComponent:
@@ -82,7 +94,8 @@ class LearnerComponent:
 
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], token: str, host: str,
                  replay_address: str, table: str, run_dir: str, resume: str | None, *,
-                 port: int = 0, checkpoint_every: int = CHECKPOINT_EVERY_UPDATES) -> None:
+                 port: int = 0, checkpoint_every: int = CHECKPOINT_EVERY_UPDATES,
+                 run: str = "") -> None:
         algorithm = ALGORITHMS[algo]
         self.algo = algo
         self.config = algorithm_config(algo, config)
@@ -102,9 +115,14 @@ class LearnerComponent:
             counters=lambda: {"env_steps": self.env_steps})
         self.loop.stats.published_version = int(self.resumed.get("published_version", 0))
         self.background = _Background("learner", self.loop.run)
+        self.metrics = MetricsServer(LearnerCollector(self.loop, str(self.device), run,
+                                                      "learner"), host)
 
     def address(self) -> str:
         return self.parameters.address
+
+    def metrics_address(self) -> str:
+        return self.metrics.address
 
     def resumed_counters(self) -> dict[str, Any]:
         return self.resumed
@@ -125,6 +143,7 @@ class LearnerComponent:
         self.background.stop()
         path = self.loop.checkpoint() if checkpoint else None
         self.parameters.stop(grace=0.5)
+        self.metrics.close()
         return path
 
 
@@ -134,7 +153,8 @@ class ActorComponent:
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], index: int,
                  num_actors: int, num_envs: int, seed: int, token: str, replay_address: str,
                  table: str, parameters_address: str, *,
-                 max_env_steps: int | None = None) -> None:
+                 max_env_steps: int | None = None, run: str = "",
+                 host: str = "127.0.0.1") -> None:
         self.started = time.time()
         self.weights = WeightFollower(parameters_address, token)
         self.replay = ReplayClient(replay_address, token)
@@ -143,6 +163,11 @@ class ActorComponent:
                            seed=seed, replay=self.replay, table=table, weights=self.weights)
         self.background = _Background(
             f"actor-{index}", lambda stop: self.actor.run(stop, max_env_steps))
+        self.metrics = MetricsServer(ActorCollector(self.actor.stats, run, f"actor-{index}"),
+                                     host)
+
+    def metrics_address(self) -> str:
+        return self.metrics.address
 
     def poll(self) -> dict[str, Any]:
         stats = self.actor.stats
@@ -164,3 +189,4 @@ class ActorComponent:
         self.background.stop()
         self.weights.close()
         self.replay.close()
+        self.metrics.close()

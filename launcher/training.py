@@ -200,16 +200,25 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
     host = "127.0.0.1"
     launch = LocalLaunch() if local else RayLaunch(address, settings.actors)
     with EventLog(run_dir / "events.jsonl") as events:
-        replay = launch.start(ReplayComponent, table, token, host, str(run_dir / "replay"))
+        run = run_dir.name
+        replay = launch.start(ReplayComponent, table, token, host, str(run_dir / "replay"),
+                              run=run)
         replay_address = launch.call(replay, "address")
         learner = launch.start(LearnerComponent, settings.algo, settings.env_id, config, token,
                                host, replay_address, table["name"], str(run_dir),
-                               str(settings.resume) if settings.resume else None, gpu=True)
+                               str(settings.resume) if settings.resume else None, gpu=True,
+                               run=run)
         parameters_address = launch.call(learner, "address")
         actors = [launch.start(ActorComponent, settings.algo, settings.env_id, config, index,
                                settings.actors, settings.envs_per_actor, settings.seed, token,
-                               replay_address, table["name"], parameters_address, restart=True)
+                               replay_address, table["name"], parameters_address, restart=True,
+                               run=run)
                   for index in range(settings.actors)]
+        write_prometheus_targets(run_dir, run, {
+            "replay": launch.call(replay, "metrics_address"),
+            "learner": launch.call(learner, "metrics_address"),
+            **{f"actor-{i}": launch.call(actor, "metrics_address")
+               for i, actor in enumerate(actors)}})
         resumed = launch.call(learner, "resumed_counters")
         events.write("start", settings=settings.resolved(), resumed=resumed,
                      launch="local" if local else "ray")
@@ -235,8 +244,8 @@ class LocalLaunch:
     """Components as objects of this process (their work runs in threads)."""
 
     def start(self, component: type, *args: Any, gpu: bool = False,
-              restart: bool = False) -> Any:
-        return component(*args)
+              restart: bool = False, **keywords: Any) -> Any:
+        return component(*args, **keywords)
 
     @staticmethod
     def call(handle: Any, method: str, *args: Any) -> Any:
@@ -265,13 +274,13 @@ class RayLaunch:
         self._gpus = ray.cluster_resources().get("GPU", 0)
 
     def start(self, component: type, *args: Any, gpu: bool = False,
-              restart: bool = False) -> Any:
+              restart: bool = False, **keywords: Any) -> Any:
         options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1 if restart else 0}
         if restart:  # a call to a dead actor waits for its next life instead of failing
             options.update(max_task_retries=-1, scheduling_strategy="SPREAD")
         if gpu and self._gpus:
             options["num_gpus"] = 1
-        return self.ray.remote(component).options(**options).remote(*args)
+        return self.ray.remote(component).options(**options).remote(*args, **keywords)
 
     def call(self, handle: Any, method: str, *args: Any) -> Any:
         return self.ray.get(getattr(handle, method).remote(*args), timeout=120)
@@ -297,3 +306,18 @@ def _stop_in_order(call: Any, replay: Any, learner: Any, actors: list[Any]) -> N
 def write_config(run_dir: Path, settings: TrainSettings) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(settings.resolved(), indent=1))
+
+
+PROMETHEUS_TARGETS = "prometheus_targets.json"
+
+
+def write_prometheus_targets(run_dir: Path, run: str, addresses: dict[str, str]) -> None:
+    """Every process's /metrics in Prometheus's file_sd format, so a stock Prometheus with
+    ``file_sd_configs: [{files: [runs/*/prometheus_targets.json]}]`` finds a run by itself.
+    An actor Ray restarts gets a new port; its next scrape address is not rewritten here."""
+    groups = [{"targets": [address], "labels": {"run": run, "component": name.split("-")[0],
+                                                "shoal_instance": name}}
+              for name, address in addresses.items()]
+    scratch = run_dir / f".{PROMETHEUS_TARGETS}.tmp"
+    scratch.write_text(json.dumps(groups, indent=1))
+    scratch.replace(run_dir / PROMETHEUS_TARGETS)

@@ -23,6 +23,7 @@ import torch
 
 from shoal.learner.checkpoint import save_checkpoint
 from shoal.learner.parameter_service import ParameterServer
+from shoal.learner.policy_lag import LagHistogram
 from shoal.learner.prefetch import Prefetcher
 from shoal.replay_service.client import ReplayClient
 
@@ -33,6 +34,7 @@ class LearnerStats:
     samples: int = 0
     update_seconds: float = 0.0
     published_version: int = 0
+    publishes: int = 0
     metrics: deque[dict[str, float]] = field(default_factory=lambda: deque(maxlen=100))
 
 
@@ -65,11 +67,13 @@ class LearnerLoop:
         self._prefetch_depth = prefetch
         self._counters = counters  # run counters a checkpoint keeps (env steps, ...)
         self.prefetcher: Prefetcher | None = None
+        self.lag = LagHistogram()  # versions between an item's policy and the newest
         self.priority_error: str | None = None
 
     def publish(self) -> None:
         self.stats.published_version = self._parameters.publish(
             self.learner.weights(), version=self.stats.published_version + 1)
+        self.stats.publishes += 1
 
     def _send_priorities(self, pending: queue.Queue[Any]) -> None:
         while (item := pending.get()) is not None:
@@ -94,6 +98,9 @@ class LearnerLoop:
                     batch = self.prefetcher.get(stop)
                     if batch is None:
                         break
+                    versions = batch.columns.get("version")
+                    if versions is not None:
+                        self.lag.add(self.stats.published_version - versions.cpu().numpy())
                     start = time.monotonic()
                     result = self.learner.step(batch.columns, batch.probabilities)
                     if result.priorities is not None:

@@ -57,6 +57,9 @@ def test_run_directory_holds_config_events_and_checkpoint(trained):
     assert {"start", "episode", "summary"} <= kinds
     checkpoint = torch.load(run_dir / "learner" / "learner.pt", weights_only=False)
     assert checkpoint["counters"]["env_steps"] == summary["env_steps"]
+    targets = json.loads((run_dir / "prometheus_targets.json").read_text())
+    assert sorted(group["labels"]["shoal_instance"] for group in targets) == [
+        "actor-0", "learner", "replay"]
 
 
 def test_resume_continues_counters_and_weights(trained):

@@ -1,0 +1,130 @@
+"""Every component's /metrics, scraped over HTTP while a real (one-process) run goes."""
+
+import json
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shoal.actors.envs import probe_spec
+from shoal.algorithms.registry import ALGORITHMS
+from shoal.launcher.components import (
+    ActorComponent,
+    LearnerComponent,
+    ReplayComponent,
+    algorithm_config,
+)
+from shoal.launcher.training import PROMETHEUS_TARGETS, write_prometheus_targets
+
+from ..conftest import wait_until
+from .test_train_local import FAST
+
+EXPECTED = {
+    "actor": ["shoal_actor_env_steps_total", "shoal_actor_episodes_total",
+              "shoal_actor_episode_return_recent", "shoal_actor_inference_seconds_total",
+              "shoal_actor_weights_version", "shoal_actor_items_sent_total",
+              "shoal_actor_insert_blocked_seconds_total"],
+    "replay": ["shoal_replay_items", "shoal_replay_stored_bytes", "shoal_replay_inserts_total",
+               "shoal_replay_samples_total", "shoal_replay_priority_updates_total",
+               "shoal_replay_rate_limiter_blocked_seconds_total"],
+    "learner": ["shoal_learner_updates_total", "shoal_learner_samples_total",
+                "shoal_learner_batch_wait_seconds_total", "shoal_learner_update_seconds_total",
+                "shoal_learner_weights_published_total", "shoal_learner_device_info",
+                "shoal_learner_loss", "shoal_learner_policy_lag_versions_bucket",
+                "shoal_learner_policy_lag_versions_count"],
+}
+INCREASING = ["shoal_actor_env_steps_total", "shoal_actor_items_sent_total",
+              "shoal_replay_inserts_total", "shoal_replay_samples_total",
+              "shoal_learner_updates_total", "shoal_learner_policy_lag_versions_count"]
+
+
+def scrape(address: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of one endpoint: (name, sorted labels) -> value."""
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def total(samples: dict, name: str) -> float:
+    return sum(value for (sample, _), value in samples.items() if sample == name)
+
+
+@pytest.fixture(scope="module")
+def running():
+    """Replay service, learner and one actor in this process, wired as ``shoal train``
+    wires them; yields their metrics addresses while they run."""
+    config = algorithm_config("dqn", FAST)
+    table = ALGORITHMS["dqn"].table(config, probe_spec("CartPole-v1"))
+    values = {field: getattr(config, field) for field in config.__dataclass_fields__}
+    replay = ReplayComponent(table, "t", "127.0.0.1", None, run="metrics-test")
+    learner = LearnerComponent("dqn", "CartPole-v1", values, "t", "127.0.0.1",
+                               replay.address(), table["name"], "/tmp/unused-run", None,
+                               checkpoint_every=10**9, run="metrics-test")
+    actor = ActorComponent("dqn", "CartPole-v1", values, 0, 1, 4, 0, "t", replay.address(),
+                           table["name"], learner.address(), run="metrics-test")
+    addresses = {"replay": replay.metrics_address(), "learner": learner.metrics_address(),
+                 "actor": actor.metrics_address()}
+    try:
+        wait_until(lambda: total(scrape(addresses["learner"]),
+                                 "shoal_learner_updates_total") > 20,
+                   timeout=120, what="the learner to update")
+        yield addresses
+    finally:
+        actor.request_stop()
+        learner.stop(checkpoint=False)
+        replay.stop()
+        actor.stop()
+
+
+@pytest.mark.parametrize("component", sorted(EXPECTED))
+def test_every_metric_exists_with_run_and_instance_labels(running, component):
+    samples = scrape(running[component])
+    names = {name for name, _ in samples}
+    missing = [name for name in EXPECTED[component] if name not in names]
+    assert not missing, f"{component} lacks {missing}"
+    for (name, labels), _ in samples.items():
+        if name.startswith("shoal_"):
+            assert {"run": "metrics-test"}.items() <= dict(labels).items(), name
+            assert dict(labels)["instance"] in {"replay", "learner", "actor-0"}, name
+
+
+def test_counters_only_increase_and_the_busy_ones_do(running):
+    before = {c: scrape(address) for c, address in running.items()}
+    wait_until(lambda: total(scrape(running["learner"]), "shoal_learner_updates_total")
+               > total(before["learner"], "shoal_learner_updates_total") + 20,
+               timeout=60, what="more updates")
+    after = {c: scrape(address) for c, address in running.items()}
+    for component in running:
+        for key, value in before[component].items():
+            name = key[0]
+            if name.endswith(("_total", "_count", "_bucket", "_sum")):
+                assert after[component][key] >= value, key
+    for name in INCREASING:
+        component = name.split("_")[1]
+        assert total(after[component], name) > total(before[component], name), name
+    learner = after["learner"]
+    assert total(learner, "shoal_learner_device_info") == 1
+    assert total(after["replay"], "shoal_replay_items") > 0
+
+
+def test_policy_lag_histogram_counts_every_sampled_item(running):
+    learner = scrape(running["learner"])
+    count = total(learner, "shoal_learner_policy_lag_versions_count")
+    # the lag of a batch is counted as it arrives, its samples once its update is done
+    assert 0 <= count - total(learner, "shoal_learner_samples_total") <= FAST["batch_size"]
+    assert count > 0
+    buckets = sorted((float(dict(labels)["le"]), value) for (name, labels), value
+                     in learner.items() if name == "shoal_learner_policy_lag_versions_bucket")
+    assert [value for _, value in buckets] == sorted(value for _, value in buckets)
+    assert buckets[-1] == (float("inf"), count)
+
+
+def test_targets_file_is_prometheus_file_sd(tmp_path):
+    write_prometheus_targets(tmp_path, "run-a", {"replay": "127.0.0.1:1",
+                                                 "actor-0": "127.0.0.1:2"})
+    groups = json.loads((tmp_path / PROMETHEUS_TARGETS).read_text())
+    assert groups == [
+        {"targets": ["127.0.0.1:1"],
+         "labels": {"run": "run-a", "component": "replay", "shoal_instance": "replay"}},
+        {"targets": ["127.0.0.1:2"],
+         "labels": {"run": "run-a", "component": "actor", "shoal_instance": "actor-0"}}]
