@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint protos bench replay-demo
+.PHONY: run test lint protos bench replay-demo prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,18 @@ run: $(STAMP)
 replay-demo: $(STAMP)
 	$(VENV)/bin/shoal replay-demo
 
-## Every test, from nothing.
-test: $(STAMP)
+## Every test, from nothing (Debian's prometheus too, for the test that scrapes a run).
+test: $(STAMP) prometheus
 	$(VENV)/bin/python -m pytest
+
+## A stock Prometheus binary on the PATH; its test is skipped, saying so, where apt-get
+## cannot install it.
+prometheus:
+	@command -v prometheus >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo -n apt-get"; fi; \
+		($$APT update -qq && DEBIAN_FRONTEND=noninteractive $$APT install -y -qq \
+			--no-install-recommends prometheus) >/dev/null 2>&1 \
+		|| echo "prometheus could not be installed: its test will be skipped"; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

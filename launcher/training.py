@@ -229,6 +229,7 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
         except KeyboardInterrupt:
             progress, interrupted = watch.progress, True
         finally:
+            remove_from_targets_index(run_dir)
             launch.stop_all(replay, learner, actors)
         ended = time.time()
         summary = Summary(
@@ -309,15 +310,27 @@ def write_config(run_dir: Path, settings: TrainSettings) -> None:
 
 
 PROMETHEUS_TARGETS = "prometheus_targets.json"
+TARGETS_INDEX = "prometheus_targets"
+"""Beside the run directories, one file per running run: Prometheus's file_sd globs only
+a path's last element, so ``runs/*/prometheus_targets.json`` cannot be watched, while
+``runs/prometheus_targets/*.json`` can."""
 
 
 def write_prometheus_targets(run_dir: Path, run: str, addresses: dict[str, str]) -> None:
-    """Every process's /metrics in Prometheus's file_sd format, so a stock Prometheus with
-    ``file_sd_configs: [{files: [runs/*/prometheus_targets.json]}]`` finds a run by itself.
+    """Every process's /metrics in Prometheus's file_sd format, in the run directory (the
+    record) and in the index beside it (what deploy/prometheus/prometheus.yml watches).
     An actor Ray restarts gets a new port; its next scrape address is not rewritten here."""
     groups = [{"targets": [address], "labels": {"run": run, "component": name.split("-")[0],
                                                 "shoal_instance": name}}
               for name, address in addresses.items()]
-    scratch = run_dir / f".{PROMETHEUS_TARGETS}.tmp"
-    scratch.write_text(json.dumps(groups, indent=1))
-    scratch.replace(run_dir / PROMETHEUS_TARGETS)
+    index = run_dir.parent / TARGETS_INDEX
+    index.mkdir(exist_ok=True)
+    for path in (run_dir / PROMETHEUS_TARGETS, index / f"{run}.json"):
+        scratch = path.with_name(f".{path.name}.tmp")
+        scratch.write_text(json.dumps(groups, indent=1))
+        scratch.replace(path)
+
+
+def remove_from_targets_index(run_dir: Path) -> None:
+    """A finished run leaves the index (its processes are gone), not its own record."""
+    (run_dir.parent / TARGETS_INDEX / f"{run_dir.name}.json").unlink(missing_ok=True)

@@ -14,7 +14,12 @@ from shoal.launcher.components import (
     ReplayComponent,
     algorithm_config,
 )
-from shoal.launcher.training import PROMETHEUS_TARGETS, write_prometheus_targets
+from shoal.launcher.training import (
+    PROMETHEUS_TARGETS,
+    TARGETS_INDEX,
+    remove_from_targets_index,
+    write_prometheus_targets,
+)
 
 from ..conftest import wait_until
 from .test_train_local import FAST
@@ -119,10 +124,16 @@ def test_policy_lag_histogram_counts_every_sampled_item(running):
     assert buckets[-1] == (float("inf"), count)
 
 
-def test_targets_file_is_prometheus_file_sd(tmp_path):
-    write_prometheus_targets(tmp_path, "run-a", {"replay": "127.0.0.1:1",
-                                                 "actor-0": "127.0.0.1:2"})
-    groups = json.loads((tmp_path / PROMETHEUS_TARGETS).read_text())
+def test_targets_file_is_prometheus_file_sd_in_the_run_and_in_the_index(tmp_path):
+    run_dir = tmp_path / "run-a"
+    run_dir.mkdir()
+    write_prometheus_targets(run_dir, "run-a", {"replay": "127.0.0.1:1",
+                                                "actor-0": "127.0.0.1:2"})
+    groups = json.loads((run_dir / PROMETHEUS_TARGETS).read_text())
+    indexed = tmp_path / TARGETS_INDEX / "run-a.json"
+    assert json.loads(indexed.read_text()) == groups
+    remove_from_targets_index(run_dir)
+    assert not indexed.exists() and (run_dir / PROMETHEUS_TARGETS).exists()
     assert groups == [
         {"targets": ["127.0.0.1:1"],
          "labels": {"run": "run-a", "component": "replay", "shoal_instance": "replay"}},

@@ -1,0 +1,77 @@
+"""A stock Prometheus, configured by deploy/prometheus/prometheus.yml, finds a running
+``shoal train`` through its file_sd targets and sees env steps and updates go up."""
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ..conftest import wait_until
+from .test_train_local import train_command
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+PROMETHEUS = shutil.which("prometheus")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def query(port: int, promql: str) -> float:
+    """The value of an instant query's first series, 0 when there is none yet."""
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    try:
+        answer = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    except OSError:  # not listening yet
+        return 0.0
+    results = answer["data"]["result"]
+    return float(results[0]["value"][1]) if results else 0.0
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (make test installs "
+                    "Debian's package when apt-get can)")
+def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
+    # the shipped config, with a 1 s scrape so the test waits seconds, not minutes
+    config = yaml.safe_load((REPOSITORY / "deploy/prometheus/prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"
+    deploy = tmp_path / "deploy" / "prometheus"
+    deploy.mkdir(parents=True)
+    (deploy / "prometheus.yml").write_text(yaml.safe_dump(config))
+    run = subprocess.Popen(train_command(tmp_path, "--local", "--actors", "1",
+                                         "--total-env-steps", "10000000"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port = free_port()
+    prometheus = None
+    try:
+        wait_until(lambda: any((tmp_path / "runs" / "prometheus_targets").glob("*.json"))
+                   or run.poll() is not None, timeout=120, what="the run's targets file")
+        assert run.poll() is None, run.stderr.read() if run.stderr else ""
+        prometheus = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={deploy / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"))
+        for promql in ("sum(rate(shoal_actor_env_steps_total[10s]))",
+                       "sum(rate(shoal_learner_updates_total[10s]))"):
+            wait_until(lambda promql=promql: query(port, promql) > 0
+                       or prometheus.poll() is not None, timeout=90,
+                       what=f"{promql} > 0 in Prometheus")
+            assert prometheus.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+        assert query(port, 'count(up{job="shoal"} == 1)') == 3  # replay, learner, actor-0
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=60)
+        assert not any((tmp_path / "runs" / "prometheus_targets").glob("*.json"))
+    finally:
+        for process in (prometheus, run):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
