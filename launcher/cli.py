@@ -7,6 +7,7 @@ without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -218,6 +219,21 @@ def _actor(args: argparse.Namespace) -> int:
     return run_actor(component)
 
 
+def _top(args: argparse.Namespace) -> int:
+    from shoal.launcher.top import newest_run, watch
+
+    run_dir = args.run_dir or newest_run(Path("runs"))
+    if run_dir is None:
+        raise UsageError("no run with metrics under ./runs; give RUN_DIR")
+    if not (run_dir / "prometheus_targets.json").exists():
+        raise UsageError(f"RUN_DIR: no prometheus_targets.json in {run_dir}")
+    if args.interval <= 0:
+        raise UsageError(f"--interval: expected seconds > 0, got {args.interval}")
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a live view ends
+        watch(run_dir, args.interval, args.count)
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     import json
 
@@ -320,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     actor.add_argument("--total-env-steps", type=int,
                        help="stop after this many env steps (default: run until a signal)")
     actor.set_defaults(run=_actor)
+
+    top = commands.add_parser("top", help="live view of a run: which side bounds it")
+    top.add_argument("run_dir", type=Path, nargs="?",
+                     help="a run directory (default: the newest under ./runs)")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between views")
+    top.add_argument("--count", type=int, help="stop after this many views")
+    top.set_defaults(run=_top)
 
     evaluate = commands.add_parser("eval", help="play a checkpoint's greedy policy")
     evaluate.add_argument("checkpoint", type=Path, help="a run directory or learner.pt")

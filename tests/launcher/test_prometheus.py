@@ -1,6 +1,7 @@
 """A stock Prometheus, configured by deploy/prometheus/prometheus.yml, finds a running
 ``shoal train`` through its file_sd targets and sees env steps and updates go up."""
 
+import functools
 import json
 import shutil
 import signal
@@ -17,7 +18,7 @@ from ..conftest import wait_until
 from .test_train_local import train_command
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-PROMETHEUS = shutil.which("prometheus")
+PROMETHEUS = shutil.which("prometheus") or ""
 
 
 def free_port() -> int:
@@ -37,7 +38,7 @@ def query(port: int, promql: str) -> float:
     return float(results[0]["value"][1]) if results else 0.0
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (make test installs "
+@pytest.mark.skipif(not PROMETHEUS, reason="prometheus is not installed (make test installs "
                     "Debian's package when apt-get can)")
 def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
     # the shipped config, with a 1 s scrape so the test waits seconds, not minutes
@@ -50,22 +51,25 @@ def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
                                          "--total-env-steps", "10000000"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     port = free_port()
-    prometheus = None
+    prometheus: subprocess.Popen | None = None
     try:
         wait_until(lambda: any((tmp_path / "runs" / "prometheus_targets").glob("*.json"))
                    or run.poll() is not None, timeout=120, what="the run's targets file")
         assert run.poll() is None, run.stderr.read() if run.stderr else ""
-        prometheus = subprocess.Popen(
+        prometheus = server = subprocess.Popen(
             [PROMETHEUS, f"--config.file={deploy / 'prometheus.yml'}",
              f"--storage.tsdb.path={tmp_path / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"))
+
+        def answers(promql: str) -> bool:
+            return query(port, promql) > 0 or server.poll() is not None
+
         for promql in ("sum(rate(shoal_actor_env_steps_total[10s]))",
                        "sum(rate(shoal_learner_updates_total[10s]))"):
-            wait_until(lambda promql=promql: query(port, promql) > 0
-                       or prometheus.poll() is not None, timeout=90,
+            wait_until(functools.partial(answers, promql), timeout=90,
                        what=f"{promql} > 0 in Prometheus")
-            assert prometheus.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+            assert server.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
         assert query(port, 'count(up{job="shoal"} == 1)') == 3  # replay, learner, actor-0
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=60)

@@ -1,0 +1,186 @@
+"""``shoal top``: the balance of a run between collection (actors) and training (learner),
+read from the /metrics endpoints its processes serve.
+
+Two scrapes a few seconds apart give rates (``Rates.between``); ``verdict`` names the side
+that bounds the run and what to change. The view is a rich live panel in a terminal and
+one plain line per interval otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.panel import Panel
+
+Samples = dict[tuple[str, str], float]
+"""(metric sample name, shoal instance) -> value, summed over any other labels."""
+
+WAITING_TOO_MUCH = 0.2   # the learner waiting this much of the time: collection bounds it
+BLOCKED_TOO_MUCH = 0.5   # actors blocked on insert this much: training bounds it
+
+
+def read_targets(run_dir: Path) -> dict[str, str]:
+    """shoal instance -> host:port, from the run's file_sd targets file."""
+    groups = json.loads((run_dir / "prometheus_targets.json").read_text())
+    return {group["labels"]["shoal_instance"]: group["targets"][0] for group in groups}
+
+
+def scrape(targets: dict[str, str], timeout: float = 2.0) -> Samples:
+    """Every target's samples; a target that does not answer is left out."""
+    samples: Samples = {}
+    for instance, address in targets.items():
+        try:
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as page:
+                text = page.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, instance)
+                samples[key] = samples.get(key, 0.0) + sample.value
+    return samples
+
+
+@dataclass
+class Rates:
+    seconds: float
+    env_steps_per_s: dict[str, float]       # per actor instance
+    inserts_per_s: float
+    samples_per_s: float
+    updates_per_s: float
+    learner_busy: float                     # fraction of the time in updates
+    learner_waiting: float                  # fraction of the time waiting for a batch
+    actors_blocked: float                   # mean fraction of actor time blocked on insert
+    policy_lag: float | None                # mean versions, over the interval
+    recent_return: float | None             # mean over actors of their last 20 episodes
+
+    @property
+    def env_steps_per_s_total(self) -> float:
+        return sum(self.env_steps_per_s.values())
+
+    @property
+    def samples_per_insert(self) -> float | None:
+        return self.samples_per_s / self.inserts_per_s if self.inserts_per_s else None
+
+    @staticmethod
+    def between(before: Samples, after: Samples, seconds: float) -> Rates:
+        def rate(name: str, instance: str | None = None) -> float:
+            keys = [key for key in after if key[0] == name
+                    and (instance is None or key[1] == instance)]
+            return sum(after[k] - before.get(k, after[k]) for k in keys) / seconds
+
+        actors = sorted({instance for name, instance in after
+                         if name == "shoal_actor_env_steps_total"})
+        lag_count = rate("shoal_learner_policy_lag_versions_count")
+        returns = [after[("shoal_actor_episode_return_recent", a)] for a in actors
+                   if ("shoal_actor_episode_return_recent", a) in after]
+        returns = [r for r in returns if r == r]  # NaN: no episode yet
+        blocked = [rate("shoal_actor_insert_blocked_seconds_total", a) for a in actors]
+        def fraction(value: float) -> float:
+            """Of the time; a counter that grows in steps (blocked time is added when an
+            insert returns) can make one short interval look like more than all of it."""
+            return min(1.0, max(0.0, value))
+
+        return Rates(
+            seconds=seconds,
+            env_steps_per_s={a: rate("shoal_actor_env_steps_total", a) for a in actors},
+            inserts_per_s=rate("shoal_replay_inserts_total"),
+            samples_per_s=rate("shoal_replay_samples_total"),
+            updates_per_s=rate("shoal_learner_updates_total"),
+            learner_busy=fraction(rate("shoal_learner_update_seconds_total")),
+            learner_waiting=fraction(rate("shoal_learner_batch_wait_seconds_total")),
+            actors_blocked=fraction(statistics.fmean(blocked)) if blocked else 0.0,
+            policy_lag=(rate("shoal_learner_policy_lag_versions_sum") / lag_count
+                        if lag_count else None),
+            recent_return=statistics.fmean(returns) if returns else None)
+
+
+def verdict(rates: Rates) -> str:
+    """Which side bounds the run, and what to change."""
+    if rates.learner_waiting >= WAITING_TOO_MUCH and rates.actors_blocked < BLOCKED_TOO_MUCH:
+        return (f"collection is the bottleneck: the learner waits {rates.learner_waiting:.0%} "
+                "of the time for data; add actors")
+    if rates.actors_blocked >= BLOCKED_TOO_MUCH:
+        return (f"training is the bottleneck: actors wait {rates.actors_blocked:.0%} of the "
+                "time for the learner; fewer actors would do as much")
+    return "balanced: the learner is busy and actors are rarely held back"
+
+
+def _number(value: float | None, form: str = ",.0f") -> str:
+    return "-" if value is None else format(value, form)
+
+
+def line(rates: Rates) -> str:
+    """The plain form, for logs and pipes."""
+    return (f"env steps/s {_number(rates.env_steps_per_s_total)}  "
+            f"inserts/s {_number(rates.inserts_per_s)}  samples/s {_number(rates.samples_per_s)}  "
+            f"updates/s {_number(rates.updates_per_s)}  "
+            f"samples/insert {_number(rates.samples_per_insert, '.1f')}  "
+            f"learner busy {rates.learner_busy:.0%} waiting {rates.learner_waiting:.0%}  "
+            f"actors blocked {rates.actors_blocked:.0%}  "
+            f"policy lag {_number(rates.policy_lag, '.1f')}  "
+            f"return {_number(rates.recent_return, '.1f')}  | {verdict(rates)}")
+
+
+def panel(rates: Rates, title: str) -> Panel:
+    """The rich form: a table of the figures above the verdict."""
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", expand=False)
+    table.add_column("process")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for actor, steps in rates.env_steps_per_s.items():
+        table.add_row(actor, "env steps/s", _number(steps))
+    table.add_row("actors", "env steps/s (total)", _number(rates.env_steps_per_s_total))
+    table.add_row("actors", "blocked on insert", f"{rates.actors_blocked:.0%}")
+    table.add_row("actors", "recent return", _number(rates.recent_return, ".1f"))
+    table.add_row("replay", "inserts/s", _number(rates.inserts_per_s))
+    table.add_row("replay", "samples/s", _number(rates.samples_per_s))
+    table.add_row("replay", "samples per insert", _number(rates.samples_per_insert, ".1f"))
+    table.add_row("learner", "updates/s", _number(rates.updates_per_s))
+    table.add_row("learner", "busy / waiting",
+                  f"{rates.learner_busy:.0%} / {rates.learner_waiting:.0%}")
+    table.add_row("learner", "policy lag (versions)", _number(rates.policy_lag, ".1f"))
+    return Panel(Group(table, verdict(rates)), title=title)
+
+
+def newest_run(parent: Path) -> Path | None:
+    """The most recently started run under ``parent`` that has metrics targets."""
+    runs = sorted(parent.glob("*/prometheus_targets.json"), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent if runs else None
+
+
+def watch(run_dir: Path, interval: float = 2.0, iterations: int | None = None) -> None:
+    """Scrape every ``interval`` seconds and show the rates, until Ctrl-C or
+    ``iterations`` views."""
+    targets = read_targets(run_dir)
+    before, then = scrape(targets), time.monotonic()
+    live = None
+    if sys.stdout.isatty():
+        from rich.live import Live
+
+        live = Live(auto_refresh=False)
+        live.start()
+    try:
+        shown = 0
+        while iterations is None or shown < iterations:
+            time.sleep(interval)
+            after, now = scrape(targets), time.monotonic()
+            rates = Rates.between(before, after, now - then)
+            if live is not None:
+                live.update(panel(rates, f"shoal top  {run_dir.name}"), refresh=True)
+            else:
+                print(line(rates), flush=True)
+            before, then, shown = after, now, shown + 1
+    finally:
+        if live is not None:
+            live.stop()

@@ -1,0 +1,105 @@
+"""``shoal top``: rates and the verdict from two scrapes, and the live panel in a real
+pseudo-terminal during a run."""
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from shoal.launcher.top import Rates, line, verdict
+
+from ..conftest import wait_until
+from .test_train_local import train_command
+
+
+def samples(steps: float, inserts: float, samples_: float, updates: float, busy: float,
+            wait: float, blocked: float) -> dict:
+    return {("shoal_actor_env_steps_total", "actor-0"): steps,
+            ("shoal_actor_insert_blocked_seconds_total", "actor-0"): blocked,
+            ("shoal_actor_episode_return_recent", "actor-0"): 120.0,
+            ("shoal_replay_inserts_total", "replay"): inserts,
+            ("shoal_replay_samples_total", "replay"): samples_,
+            ("shoal_learner_updates_total", "learner"): updates,
+            ("shoal_learner_update_seconds_total", "learner"): busy,
+            ("shoal_learner_batch_wait_seconds_total", "learner"): wait,
+            ("shoal_learner_policy_lag_versions_count", "learner"): updates * 10,
+            ("shoal_learner_policy_lag_versions_sum", "learner"): updates * 30}
+
+
+def test_rates_between_two_scrapes():
+    rates = Rates.between(samples(0, 0, 0, 0, 0, 0, 0),
+                          samples(4000, 4000, 32000, 100, 1.8, 0.1, 1.9), seconds=2.0)
+    assert rates.env_steps_per_s_total == 2000 and rates.updates_per_s == 50
+    assert rates.samples_per_insert == 8
+    assert rates.learner_busy == pytest.approx(0.9)
+    assert rates.learner_waiting == pytest.approx(0.05)
+    assert rates.actors_blocked == pytest.approx(0.95)
+    assert rates.policy_lag == pytest.approx(3.0)
+    assert rates.recent_return == 120.0
+
+
+@pytest.mark.parametrize(("wait", "blocked", "expected"), [
+    (1.0, 0.1, "collection is the bottleneck"),   # learner waits half the time
+    (0.0, 1.8, "training is the bottleneck"),     # actors blocked 90 %
+    (0.1, 0.4, "balanced"),
+])
+def test_verdict_names_the_side_that_bounds_the_run(wait, blocked, expected):
+    rates = Rates.between(samples(0, 0, 0, 0, 0, 0, 0),
+                          samples(100, 100, 800, 10, 1.0, wait, blocked), seconds=2.0)
+    assert verdict(rates).startswith(expected)
+    assert expected in line(rates)
+
+
+def read_until(fd: int, pattern: re.Pattern, timeout: float) -> str:
+    """Terminal output (escape codes stripped) until ``pattern`` matches it."""
+    seen, deadline = "", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536).decode(errors="replace")
+            except OSError:  # the process closed the terminal
+                break
+            seen += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", chunk)
+            if pattern.search(seen):
+                return seen
+    pytest.fail(f"no {pattern.pattern!r} within {timeout}s in:\n{seen[-3000:]}")
+
+
+def test_top_shows_a_live_panel_with_nonzero_rates_in_a_terminal(tmp_path):
+    run = subprocess.Popen(train_command(tmp_path, "--local", "--actors", "1",
+                                         "--total-env-steps", "10000000"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    top = None
+    master, slave = pty.openpty()
+    try:
+        wait_until(lambda: any((tmp_path / "runs").glob("*/prometheus_targets.json")),
+                   timeout=120, what="the run's targets file")
+        run_dir = next((tmp_path / "runs").glob("*/prometheus_targets.json")).parent
+        top = subprocess.Popen(
+            [sys.executable, "-m", "shoal.launcher.cli", "top", str(run_dir),
+             "--interval", "1"],
+            stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+        os.close(slave)
+        slave = -1
+        screen = read_until(master, re.compile(r"updates/s\s+│?\s*[1-9][\d,]*"), timeout=90)
+        assert "shoal top" in screen and run_dir.name in screen
+        assert re.search(r"actor-0\s+│?\s*env steps/s\s+│?\s*[1-9][\d,]*", screen), screen
+        assert re.search(r"(collection is|training is) the bottleneck|balanced", screen)
+        top.send_signal(signal.SIGINT)
+        assert top.wait(timeout=30) == 0
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+        for process in (top, run):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
