@@ -153,6 +153,27 @@ def panel(rates: Rates, title: str) -> Panel:
     return Panel(Group(table, verdict(rates)), title=title)
 
 
+def compact(headline: str, rates: Rates | None) -> Panel:
+    """What ``shoal train`` shows while it runs: its progress line over three rows of
+    ``shoal top`` and the verdict."""
+    from rich.console import Group
+    from rich.table import Table
+
+    if rates is None:
+        return Panel(headline, title="shoal train")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("actors", f"{_number(rates.env_steps_per_s_total)} env steps/s",
+                  f"blocked {rates.actors_blocked:.0%}",
+                  f"return {_number(rates.recent_return, '.1f')}")
+    table.add_row("replay", f"{_number(rates.inserts_per_s)} inserts/s",
+                  f"{_number(rates.samples_per_s)} samples/s",
+                  f"{_number(rates.samples_per_insert, '.1f')} per insert")
+    table.add_row("learner", f"{_number(rates.updates_per_s)} updates/s",
+                  f"busy {rates.learner_busy:.0%} waiting {rates.learner_waiting:.0%}",
+                  f"policy lag {_number(rates.policy_lag, '.1f')}")
+    return Panel(Group(headline, table, verdict(rates)), title="shoal train")
+
+
 def newest_run(parent: Path) -> Path | None:
     """The most recently started run under ``parent`` that has metrics targets."""
     runs = sorted(parent.glob("*/prometheus_targets.json"), key=lambda p: p.stat().st_mtime)

@@ -22,6 +22,7 @@ from typing import Any
 from shoal.actors.actor import Episode
 from shoal.actors.envs import probe_spec
 from shoal.algorithms.registry import ALGORITHMS
+from shoal.launcher import top
 from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayComponent
 from shoal.launcher.run_dir import EventLog
 from shoal.replay_service.auth import new_token
@@ -111,8 +112,10 @@ class Watch:
     ``call(handle, method, *args)`` (a plain call, or ``ray.get(handle.method.remote())``)."""
 
     def __init__(self, settings: TrainSettings, events: EventLog, call: Any,
-                 replay: Any, learner: Any, actors: list[Any], env_steps_before: int) -> None:
+                 replay: Any, learner: Any, actors: list[Any], env_steps_before: int,
+                 metrics: dict[str, str] | None = None) -> None:
         self.progress = Progress(settings, events)
+        self._metrics = metrics or {}  # shoal instance -> /metrics address, for the view
         self.progress.env_steps_before = env_steps_before
         self._events = events
         self._call = call
@@ -151,34 +154,73 @@ class Watch:
         return learner
 
     def run(self, report_every: float = 2.0, interval: float = 0.25) -> Progress:
+        """Polls until the run is over. Every ``report_every`` seconds: a throughput event,
+        and the view: a compact ``shoal top`` panel when stderr is a terminal, one plain
+        line otherwise."""
         progress = self.progress
         last_report = time.monotonic()
         last_steps, last_updates = progress.env_steps, progress.updates
-        while True:
-            time.sleep(interval)
-            learner = self.poll()
-            now = time.monotonic()
-            if now - last_report >= report_every:
-                elapsed = now - last_report
-                steps_per_s = (progress.env_steps - last_steps) / elapsed
-                updates_per_s = (progress.updates - last_updates) / elapsed
-                replay = self._call(self._replay, "poll")
-                self._events.write(
-                    "throughput", env_steps=progress.env_steps, updates=progress.updates,
-                    env_steps_per_s=steps_per_s, updates_per_s=updates_per_s,
-                    mean_return=progress.mean_return, loss=learner["loss"],
-                    learner_wait_seconds=learner["wait_seconds"],
-                    replay_size=replay["size"], replay_inserted=replay["inserted_items"],
-                    replay_sampled=replay["sampled_items"],
-                    insert_blocked_seconds=replay["insert_blocked_seconds"],
-                    sample_blocked_seconds=replay["sample_blocked_seconds"])
-                mean = "-" if progress.mean_return is None else f"{progress.mean_return:7.1f}"
-                print(f"env steps {progress.env_steps:>9,} ({steps_per_s:7,.0f}/s)  "
-                      f"updates {progress.updates:>8,} ({updates_per_s:6,.0f}/s)  "
-                      f"mean return {mean}", file=sys.stderr, flush=True)
-                last_report, last_steps, last_updates = now, progress.env_steps, progress.updates
-            if progress.over:
-                return progress
+        scraped = top.scrape(self._metrics)
+        live = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            live = Live(console=Console(stderr=True), auto_refresh=False)
+            live.start()
+        try:
+            while True:
+                time.sleep(interval)
+                learner = self.poll()
+                now = time.monotonic()
+                if now - last_report >= report_every:
+                    elapsed = now - last_report
+                    steps_per_s = (progress.env_steps - last_steps) / elapsed
+                    updates_per_s = (progress.updates - last_updates) / elapsed
+                    rates, scraped = self._rates(scraped, elapsed)
+                    self._log_throughput(learner, steps_per_s, updates_per_s, rates)
+                    mean = "-" if progress.mean_return is None else f"{progress.mean_return:.1f}"
+                    headline = (f"env steps {progress.env_steps:,} ({steps_per_s:,.0f}/s)  "
+                                f"updates {progress.updates:,} ({updates_per_s:,.0f}/s)  "
+                                f"mean return {mean}")
+                    if live is not None:
+                        live.update(top.compact(headline, rates), refresh=True)
+                    else:
+                        balance = "" if rates is None else (
+                            f"  learner busy {rates.learner_busy:.0%}"
+                            f"  actors blocked {rates.actors_blocked:.0%}")
+                        print(headline + balance, file=sys.stderr, flush=True)
+                    last_report, last_steps = now, progress.env_steps
+                    last_updates = progress.updates
+                if progress.over:
+                    return progress
+        finally:
+            if live is not None:
+                live.stop()
+
+    def _rates(self, before: top.Samples, seconds: float) -> tuple[top.Rates | None,
+                                                                   top.Samples]:
+        if not self._metrics:
+            return None, before
+        after = top.scrape(self._metrics)
+        return top.Rates.between(before, after, seconds), after
+
+    def _log_throughput(self, learner: dict[str, Any], steps_per_s: float,
+                        updates_per_s: float, rates: top.Rates | None) -> None:
+        progress = self.progress
+        replay = self._call(self._replay, "poll")
+        balance = {} if rates is None else {
+            "learner_busy": rates.learner_busy, "learner_waiting": rates.learner_waiting,
+            "actors_blocked": rates.actors_blocked, "policy_lag": rates.policy_lag}
+        self._events.write(
+            "throughput", env_steps=progress.env_steps, updates=progress.updates,
+            env_steps_per_s=steps_per_s, updates_per_s=updates_per_s,
+            mean_return=progress.mean_return, loss=learner["loss"],
+            learner_wait_seconds=learner["wait_seconds"],
+            replay_size=replay["size"], replay_inserted=replay["inserted_items"],
+            replay_sampled=replay["sampled_items"],
+            insert_blocked_seconds=replay["insert_blocked_seconds"],
+            sample_blocked_seconds=replay["sample_blocked_seconds"], **balance)
 
 
 def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | None = None,
@@ -214,16 +256,16 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
                                replay_address, table["name"], parameters_address, restart=True,
                                run=run)
                   for index in range(settings.actors)]
-        write_prometheus_targets(run_dir, run, {
-            "replay": launch.call(replay, "metrics_address"),
-            "learner": launch.call(learner, "metrics_address"),
-            **{f"actor-{i}": launch.call(actor, "metrics_address")
-               for i, actor in enumerate(actors)}})
+        metrics = {"replay": launch.call(replay, "metrics_address"),
+                   "learner": launch.call(learner, "metrics_address"),
+                   **{f"actor-{i}": launch.call(actor, "metrics_address")
+                      for i, actor in enumerate(actors)}}
+        write_prometheus_targets(run_dir, run, metrics)
         resumed = launch.call(learner, "resumed_counters")
         events.write("start", settings=settings.resolved(), resumed=resumed,
                      launch="local" if local else "ray")
         watch = Watch(settings, events, launch.call, replay, learner, actors,
-                      env_steps_before=int(resumed.get("env_steps", 0)))
+                      env_steps_before=int(resumed.get("env_steps", 0)), metrics=metrics)
         try:
             progress = watch.run()
         except KeyboardInterrupt:
