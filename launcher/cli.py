@@ -234,6 +234,17 @@ def _top(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from shoal.launcher.plot import plot
+
+    for run_dir in args.run_dirs:
+        if not (run_dir / "events.jsonl").exists():
+            raise UsageError(f"RUN_DIR: no events.jsonl in {run_dir}")
+    for path in plot(args.run_dirs, args.out or args.run_dirs[0]):
+        print(path)
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     import json
 
@@ -343,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=2.0, help="seconds between views")
     top.add_argument("--count", type=int, help="stop after this many views")
     top.set_defaults(run=_top)
+
+    plot = commands.add_parser("plot", help="learning and throughput curves as PNGs")
+    plot.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                      help="one or more run directories, overlaid")
+    plot.add_argument("--out", type=Path, help="folder for the PNGs (default: the first run)")
+    plot.set_defaults(run=_plot)
 
     evaluate = commands.add_parser("eval", help="play a checkpoint's greedy policy")
     evaluate.add_argument("checkpoint", type=Path, help="a run directory or learner.pt")

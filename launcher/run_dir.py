@@ -3,9 +3,9 @@
     runs/dqn-CartPole-v1-20261123-190000/
         config.json        everything the run was started with, defaults filled in
         events.jsonl       one JSON object a line: episodes, losses, throughput, summary
-        token              the run token (mode 0600), for `shoal scale` and friends
+        prometheus_targets.json   every process's /metrics address (Prometheus file_sd)
         learner/           learner checkpoints
-        replay/            replay service checkpoints
+        *.png              what `shoal plot` draws
 """
 
 from __future__ import annotations

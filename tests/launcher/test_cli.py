@@ -33,6 +33,8 @@ def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
       "--run-dir", "{tmp}/run", "--resume", "--token-file", "{tmp}/t"],
      "--resume: no learner checkpoint in"),
     (["tables", "--algo", "sac9", "--env", "CartPole-v1"], "--algo: expected one of"),
+    (["plot", "/nonexistent"], "RUN_DIR: no events.jsonl in /nonexistent"),
+    (["top", "{tmp}"], "RUN_DIR: no prometheus_targets.json in"),
 ])
 def test_bad_arguments_print_one_line_and_exit_2(tmp_path, monkeypatch, args, message):
     monkeypatch.delenv("SHOAL_TOKEN", raising=False)

@@ -62,6 +62,22 @@ def test_run_directory_holds_config_events_and_checkpoint(trained):
         "actor-0", "learner", "replay"]
 
 
+def test_plot_draws_learning_and_throughput_curves_of_a_real_run(trained, tmp_path):
+    from pathlib import Path
+
+    _, _, summary = trained
+    result = subprocess.run(
+        [sys.executable, "-m", "shoal.launcher.cli", "plot", summary["run_dir"],
+         summary["run_dir"], "--out", str(tmp_path / "plots")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    pictures = [Path(line) for line in result.stdout.split()]
+    assert [p.name for p in pictures] == ["learning_curves.png", "throughput.png"]
+    for picture in pictures:
+        content = picture.read_bytes()
+        assert content.startswith(b"\x89PNG") and len(content) > 10_000
+
+
 def test_resume_continues_counters_and_weights(trained):
     tmp_path, _, summary = trained
     from pathlib import Path
