@@ -139,3 +139,45 @@ def test_targets_file_is_prometheus_file_sd_in_the_run_and_in_the_index(tmp_path
          "labels": {"run": "run-a", "component": "replay", "shoal_instance": "replay"}},
         {"targets": ["127.0.0.1:2"],
          "labels": {"run": "run-a", "component": "actor", "shoal_instance": "actor-0"}}]
+
+
+def test_every_dashboard_panel_queries_metrics_shoal_exports(running):
+    """No Grafana server here: the dashboard is checked against live /metrics instead."""
+    import re
+    from pathlib import Path
+
+    exported = {name for address in running.values() for name, _ in scrape(address)}
+    dashboard = json.loads((Path(__file__).resolve().parents[2]
+                            / "deploy/grafana/shoal-dashboard.json").read_text())
+    assert dashboard["panels"]
+    for panel in dashboard["panels"]:
+        expressions = [target["expr"] for target in panel["targets"]]
+        assert expressions, panel["title"]
+        for expression in expressions:
+            assert expression.count("(") == expression.count(")"), expression
+            names = re.findall(r"\bshoal_[a-z_]+", expression)
+            assert names, expression
+            unknown = [name for name in names if name not in exported]
+            assert not unknown, f"{panel['title']}: {unknown} not exported"
+            assert 'run=~"$run"' in expression, expression  # the run picker applies
+    query = dashboard["templating"]["list"][1]["query"]["query"]
+    assert re.findall(r"shoal_[a-z_]+", query)[0] in exported
+
+
+def test_deploy_configs_parse_and_point_at_each_other():
+    from pathlib import Path
+
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    prometheus = yaml.safe_load((deploy / "prometheus/prometheus.yml").read_text())
+    shoal_job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "shoal")
+    assert shoal_job["honor_labels"] is True
+    assert shoal_job["file_sd_configs"][0]["files"] == [
+        f"../../runs/{TARGETS_INDEX}/*.json"]
+    datasource = yaml.safe_load(
+        (deploy / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert datasource["datasources"][0]["type"] == "prometheus"
+    provider = yaml.safe_load(
+        (deploy / "grafana/provisioning/dashboards/shoal.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/etc/grafana/shoal"

@@ -71,6 +71,8 @@ def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
                        what=f"{promql} > 0 in Prometheus")
             assert server.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
         assert query(port, 'count(up{job="shoal"} == 1)') == 3  # replay, learner, actor-0
+        # honor_labels: shoal's own instance label, not the scrape address
+        assert query(port, 'count(shoal_actor_env_steps_total{instance="actor-0"})') == 1
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=60)
         assert not any((tmp_path / "runs" / "prometheus_targets").glob("*.json"))
