@@ -47,13 +47,14 @@ def _replay_server(args: argparse.Namespace) -> int:
     from shoal.replay_service.config import ConfigError
     from shoal.replay_service.process import configure_logging, serve
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port: expected 0..65535, got {args.port}")
+    _port("--port", args.port)
+    _port("--metrics-port", args.metrics_port)
     token = _token(args)
     configure_logging()
     try:
         return serve(args.config, token=token, host=args.host, port=args.port,
-                     checkpoint_dir=args.checkpoint_dir, address_file=args.address_file)
+                     checkpoint_dir=args.checkpoint_dir, address_file=args.address_file,
+                     metrics_port=args.metrics_port)
     except ConfigError as error:
         raise UsageError(str(error)) from None
 
@@ -98,6 +99,12 @@ def _table(args: argparse.Namespace, config: Any) -> dict[str, Any]:
     from shoal.algorithms.registry import ALGORITHMS
 
     return ALGORITHMS[args.algo].table(config, probe_spec(args.env))
+
+
+def _port(name: str, value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise UsageError(f"{name}: expected 0..65535, got {value}")
+    return value
 
 
 def _address(name: str, value: str) -> str:
@@ -180,8 +187,7 @@ def _learner(args: argparse.Namespace) -> int:
     config = _algorithm_config(args)
     replay = _address("--replay", args.replay)
     _positive("--checkpoint-every", args.checkpoint_every)
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port: expected 0..65535, got {args.port}")
+    _port("--port", args.port)
     if args.resume and not (args.run_dir / "learner" / "learner.pt").exists():
         raise UsageError(f"--resume: no learner checkpoint in {args.run_dir}")
     token = _token(args)
@@ -190,7 +196,8 @@ def _learner(args: argparse.Namespace) -> int:
         args.algo, args.env, dataclasses.asdict(config), token, args.host, replay,
         _table(args, config)["name"], str(args.run_dir),
         str(args.run_dir) if args.resume else None,
-        port=args.port, checkpoint_every=args.checkpoint_every)
+        port=args.port, checkpoint_every=args.checkpoint_every, run=args.run_dir.name,
+        metrics_port=_port("--metrics-port", args.metrics_port))
     return run_learner(component, address_file=args.address_file)
 
 
@@ -215,7 +222,8 @@ def _actor(args: argparse.Namespace) -> int:
     component = ActorComponent(
         args.algo, args.env, dataclasses.asdict(config), args.index, args.num_actors,
         args.envs_per_actor, args.seed, token, replay, _table(args, config)["name"],
-        parameters, max_env_steps=args.total_env_steps)
+        parameters, max_env_steps=args.total_env_steps, run=args.run_name,
+        metrics_port=_port("--metrics-port", args.metrics_port))
     return run_actor(component)
 
 
@@ -267,6 +275,11 @@ def _add_algorithm(command: argparse.ArgumentParser) -> None:
     command.add_argument("--config", type=Path, help="YAML of algorithm settings to override")
 
 
+def _add_metrics_port(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--metrics-port", type=int, default=0,
+                         help="port of this process's /metrics (0: any free port, logged)")
+
+
 def _add_token(command: argparse.ArgumentParser) -> None:
     command.add_argument("--token-file", type=Path,
                          help="the run token (created if missing); else $SHOAL_TOKEN")
@@ -285,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overrides checkpoint.directory of the config")
     server.add_argument("--address-file", type=Path,
                         help="write host:port here once listening")
+    _add_metrics_port(server)
     server.set_defaults(run=_replay_server)
 
     demo = commands.add_parser(
@@ -331,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write the ParameterService's host:port here once listening")
     learner.add_argument("--checkpoint-every", type=int, default=2_000,
                          help="updates between checkpoints (and one at exit)")
+    _add_metrics_port(learner)
     learner.set_defaults(run=_learner)
 
     actor = commands.add_parser("actor", help="run an actor as a plain process")
@@ -346,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     actor.add_argument("--seed", type=int, default=0)
     actor.add_argument("--total-env-steps", type=int,
                        help="stop after this many env steps (default: run until a signal)")
+    actor.add_argument("--run-name", default="", help="the run's name, a label of its metrics")
+    _add_metrics_port(actor)
     actor.set_defaults(run=_actor)
 
     top = commands.add_parser("top", help="live view of a run: which side bounds it")

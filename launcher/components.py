@@ -67,13 +67,13 @@ class _Background:
 
 class ReplayComponent:
     def __init__(self, table_config: dict[str, Any], token: str, host: str,
-                 checkpoint_dir: str | None, *, run: str = "") -> None:
+                 checkpoint_dir: str | None, *, run: str = "", metrics_port: int = 0) -> None:
         self.table = table_from_dict(table_config)
         self.server = ReplayServer([self.table], token=token, host=host,
                                    checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None)
         self.server.start()
         self.metrics = MetricsServer(ReplayCollector(lambda: [self.table.stats()], run,
-                                                     "replay"), host)
+                                                     "replay"), host, metrics_port)
 
     def address(self) -> str:
         return self.server.address
@@ -95,7 +95,7 @@ class LearnerComponent:
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], token: str, host: str,
                  replay_address: str, table: str, run_dir: str, resume: str | None, *,
                  port: int = 0, checkpoint_every: int = CHECKPOINT_EVERY_UPDATES,
-                 run: str = "") -> None:
+                 run: str = "", metrics_port: int = 0) -> None:
         algorithm = ALGORITHMS[algo]
         self.algo = algo
         self.config = algorithm_config(algo, config)
@@ -116,7 +116,7 @@ class LearnerComponent:
         self.loop.stats.published_version = int(self.resumed.get("published_version", 0))
         self.background = _Background("learner", self.loop.run)
         self.metrics = MetricsServer(LearnerCollector(self.loop, str(self.device), run,
-                                                      "learner"), host)
+                                                      "learner"), host, metrics_port)
 
     def address(self) -> str:
         return self.parameters.address
@@ -154,7 +154,7 @@ class ActorComponent:
                  num_actors: int, num_envs: int, seed: int, token: str, replay_address: str,
                  table: str, parameters_address: str, *,
                  max_env_steps: int | None = None, run: str = "",
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", metrics_port: int = 0) -> None:
         self.started = time.time()
         self.weights = WeightFollower(parameters_address, token)
         self.replay = ReplayClient(replay_address, token)
@@ -164,7 +164,7 @@ class ActorComponent:
         self.background = _Background(
             f"actor-{index}", lambda stop: self.actor.run(stop, max_env_steps))
         self.metrics = MetricsServer(ActorCollector(self.actor.stats, run, f"actor-{index}"),
-                                     host)
+                                     host, metrics_port)
 
     def metrics_address(self) -> str:
         return self.metrics.address

@@ -57,8 +57,9 @@ def run_learner(component: LearnerComponent, *, address_file: Path | None,
     stop = stop_on_signals()
     if address_file is not None:
         write_atomically(address_file, component.address())
-    log.info("%s learner on %s, ParameterService at %s", component.algo, component.device,
-             component.address())
+    log.info("%s learner on %s, ParameterService at %s, metrics at http://%s/metrics",
+             component.algo, component.device, component.address(),
+             component.metrics_address())
     before = component.poll(component.env_steps)
 
     def report(elapsed: float) -> None:
@@ -86,6 +87,7 @@ def run_actor(component: ActorComponent, *, report_every: float = 5.0) -> int:
     """Collects until its step budget or a signal; exit 0, or 1 if the actor failed."""
     stop = stop_on_signals()
     returns: deque[float] = deque(maxlen=20)
+    log.info("actor collecting, metrics at http://%s/metrics", component.metrics_address())
     before = component.poll()
 
     def report(elapsed: float) -> None:

@@ -33,6 +33,7 @@ def serve(
     port: int,
     checkpoint_dir: Path | None,
     address_file: Path | None,
+    metrics_port: int = 0,
 ) -> int:
     config = load_server_config(config_path)
     server = ReplayServer(
@@ -47,13 +48,20 @@ def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     server.start()
+    from shoal.launcher.metrics import MetricsServer, ReplayCollector  # the exporter is shared
+
+    metrics = MetricsServer(ReplayCollector(
+        lambda: [table.stats() for table in server.tables.values()], config_path.stem,
+        "replay"), host, metrics_port)
     if server.restored_from is not None:
         sizes = {name: table.size for name, table in server.tables.items()}
         log.info("restored from %s: %s", server.restored_from, sizes)
     if address_file is not None:
         write_atomically(address_file, server.address)
-    log.info("replay server listening on %s, tables %s", server.address, sorted(server.tables))
+    log.info("replay server listening on %s, tables %s, metrics at http://%s/metrics",
+             server.address, sorted(server.tables), metrics.address)
     stop.wait()
+    metrics.close()
     path = server.stop(grace=2.0, checkpoint=True)
     if path is not None:
         log.info("checkpointed to %s", path)

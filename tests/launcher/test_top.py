@@ -89,10 +89,12 @@ def test_top_shows_a_live_panel_with_nonzero_rates_in_a_terminal(tmp_path):
             env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
         os.close(slave)
         slave = -1
-        screen = read_until(master, re.compile(r"updates/s\s+│?\s*[1-9][\d,]*"), timeout=90)
+        # a whole panel has been drawn once the verdict, its last line, is on the screen
+        screen = read_until(master, re.compile(r"updates/s\s+│?\s*[1-9][\d,]*[\s\S]*"
+                                               r"((collection is|training is) the bottleneck"
+                                               r"|balanced)"), timeout=90)
         assert "shoal top" in screen and run_dir.name in screen
         assert re.search(r"actor-0\s+│?\s*env steps/s\s+│?\s*[1-9][\d,]*", screen), screen
-        assert re.search(r"(collection is|training is) the bottleneck|balanced", screen)
         top.send_signal(signal.SIGINT)
         assert top.wait(timeout=30) == 0
     finally:
