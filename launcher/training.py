@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,11 @@ class Watch:
 
     def __init__(self, settings: TrainSettings, events: EventLog, call: Any,
                  replay: Any, learner: Any, actors: list[Any], env_steps_before: int,
-                 metrics: dict[str, str] | None = None) -> None:
+                 metrics: dict[str, str] | None = None,
+                 on_restart: Callable[[int], None] | None = None) -> None:
         self.progress = Progress(settings, events)
         self._metrics = metrics or {}  # shoal instance -> /metrics address, for the view
+        self._on_restart = on_restart  # called with an actor's index when Ray restarted it
         self.progress.env_steps_before = env_steps_before
         self._events = events
         self._call = call
@@ -129,6 +132,8 @@ class Watch:
         if started != poll["started"]:
             self._earlier[index] = self._earlier.get(index, 0) + steps
             self._events.write("actor_restarted", actor=index, steps_before=steps)
+            if self._on_restart is not None:
+                self._on_restart(index)
         self._lives[index] = (poll["started"], poll["env_steps"])
         return self._earlier.get(index, 0) + poll["env_steps"]
 
@@ -264,8 +269,15 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
         resumed = launch.call(learner, "resumed_counters")
         events.write("start", settings=settings.resolved(), resumed=resumed,
                      launch="local" if local else "ray")
+
+        def follow_restarted_actor(index: int) -> None:
+            """A new life serves /metrics on a new port: Prometheus and the view follow."""
+            metrics[f"actor-{index}"] = launch.call(actors[index], "metrics_address")
+            write_prometheus_targets(run_dir, run, metrics)
+
         watch = Watch(settings, events, launch.call, replay, learner, actors,
-                      env_steps_before=int(resumed.get("env_steps", 0)), metrics=metrics)
+                      env_steps_before=int(resumed.get("env_steps", 0)), metrics=metrics,
+                      on_restart=follow_restarted_actor)
         try:
             progress = watch.run()
         except KeyboardInterrupt:
@@ -360,8 +372,8 @@ a path's last element, so ``runs/*/prometheus_targets.json`` cannot be watched, 
 
 def write_prometheus_targets(run_dir: Path, run: str, addresses: dict[str, str]) -> None:
     """Every process's /metrics in Prometheus's file_sd format, in the run directory (the
-    record) and in the index beside it (what deploy/prometheus/prometheus.yml watches).
-    An actor Ray restarts gets a new port; its next scrape address is not rewritten here."""
+    record) and in the index beside it (what deploy/prometheus/prometheus.yml watches);
+    rewritten when Ray restarts an actor, whose new life has a new port."""
     groups = [{"targets": [address], "labels": {"run": run, "component": name.split("-")[0],
                                                 "shoal_instance": name}}
               for name, address in addresses.items()]

@@ -32,6 +32,8 @@ def test_train_on_local_ray_survives_a_killed_actor(tmp_path):
 
         wait_until(running, timeout=180, what="the run to report throughput")
         wait_until(lambda: len(actor_pids()) == 2, timeout=60, what="two actor processes")
+        targets = next(runs.glob("*/prometheus_targets.json"))
+        before = json.loads(targets.read_text())
         victim = actor_pids()[0]
         os.kill(victim, signal.SIGKILL)
         stdout, stderr = process.communicate(timeout=240)
@@ -44,5 +46,7 @@ def test_train_on_local_ray_survives_a_killed_actor(tmp_path):
     events = [json.loads(line) for line in
               (tmp_path / "runs").glob("*/events.jsonl").__next__().read_text().splitlines()]
     assert any(e["event"] == "actor_restarted" for e in events), "Ray did not restart it"
+    after = json.loads(targets.read_text())  # the restarted actor's new /metrics port
+    assert len(after) == len(before) == 4 and after != before
     assert events[0]["launch"] == "ray"
     assert os.path.exists(os.path.join(summary["run_dir"], "learner", "learner.pt"))

@@ -128,8 +128,9 @@ def test_backpressure_bounds_what_a_writer_holds_in_flight(server, client):
                 handed.append(8)
 
     threading.Thread(target=write, daemon=True).start()
-    wait_until(lambda: writer.waiting, what="the writer to feel the full queue")
-    assert table.size == 8
+    # the writer may block on its own send queue before the server stored the first 8
+    wait_until(lambda: writer.waiting and table.size == 8,
+               what="the queue full and the writer feeling it")
     # 48-byte items: without a bounded flow-control window ~100k items would slip past
     assert sum(handed) < 10_000
     writer.cancel()
