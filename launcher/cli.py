@@ -188,6 +188,7 @@ def _learner(args: argparse.Namespace) -> int:
     replay = _address("--replay", args.replay)
     _positive("--checkpoint-every", args.checkpoint_every)
     _port("--port", args.port)
+    _port("--metrics-port", args.metrics_port)
     if args.resume and not (args.run_dir / "learner" / "learner.pt").exists():
         raise UsageError(f"--resume: no learner checkpoint in {args.run_dir}")
     token = _token(args)
@@ -197,7 +198,7 @@ def _learner(args: argparse.Namespace) -> int:
         _table(args, config)["name"], str(args.run_dir),
         str(args.run_dir) if args.resume else None,
         port=args.port, checkpoint_every=args.checkpoint_every, run=args.run_dir.name,
-        metrics_port=_port("--metrics-port", args.metrics_port))
+        metrics_port=args.metrics_port)
     return run_learner(component, address_file=args.address_file)
 
 
@@ -217,13 +218,14 @@ def _actor(args: argparse.Namespace) -> int:
         raise UsageError(f"--index: expected 0..{args.num_actors - 1}, got {args.index}")
     if args.total_env_steps is not None:
         _positive("--total-env-steps", args.total_env_steps)
+    _port("--metrics-port", args.metrics_port)
     token = _token(args)
     configure_logging()
     component = ActorComponent(
         args.algo, args.env, dataclasses.asdict(config), args.index, args.num_actors,
         args.envs_per_actor, args.seed, token, replay, _table(args, config)["name"],
         parameters, max_env_steps=args.total_env_steps, run=args.run_name,
-        metrics_port=_port("--metrics-port", args.metrics_port))
+        metrics_port=args.metrics_port)
     return run_actor(component)
 
 

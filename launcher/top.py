@@ -74,7 +74,12 @@ class Rates:
         def rate(name: str, instance: str | None = None) -> float:
             keys = [key for key in after if key[0] == name
                     and (instance is None or key[1] == instance)]
-            return sum(after[k] - before.get(k, after[k]) for k in keys) / seconds
+            return sum(increase(before.get(k, after[k]), after[k]) for k in keys) / seconds
+
+        def increase(earlier: float, later: float) -> float:
+            """As Prometheus's rate(): a counter that went down was reset (a restarted
+            actor counts from 0), so all of its value is new."""
+            return later - earlier if later >= earlier else later
 
         actors = sorted({instance for name, instance in after
                          if name == "shoal_actor_env_steps_total"})

@@ -34,6 +34,9 @@ def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
      "--resume: no learner checkpoint in"),
     (["tables", "--algo", "sac9", "--env", "CartPole-v1"], "--algo: expected one of"),
     (["plot", "/nonexistent"], "RUN_DIR: no events.jsonl in /nonexistent"),
+    (["actor", "--algo", "dqn", "--env", "CartPole-v1", "--replay", "127.0.0.1:1",
+      "--parameters", "127.0.0.1:1", "--metrics-port", "-1", "--token-file", "{tmp}/t"],
+     "--metrics-port: expected 0..65535, got -1"),
     (["top", "{tmp}"], "RUN_DIR: no prometheus_targets.json in"),
 ])
 def test_bad_arguments_print_one_line_and_exit_2(tmp_path, monkeypatch, args, message):

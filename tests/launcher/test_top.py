@@ -44,6 +44,12 @@ def test_rates_between_two_scrapes():
     assert rates.recent_return == 120.0
 
 
+def test_a_counter_that_went_down_was_reset():
+    rates = Rates.between(samples(5000, 0, 0, 0, 0, 0, 0), samples(400, 0, 0, 0, 0, 0, 0),
+                          seconds=2.0)
+    assert rates.env_steps_per_s_total == 200  # a restarted actor: 400 steps in its new life
+
+
 @pytest.mark.parametrize(("wait", "blocked", "expected"), [
     (1.0, 0.1, "collection is the bottleneck"),   # learner waits half the time
     (0.0, 1.8, "training is the bottleneck"),     # actors blocked 90 %
