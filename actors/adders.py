@@ -5,6 +5,8 @@
 (s_t, a_t, R = sum_{k<m} gamma^k r_{t+k}, s_{t+m}, discount) with m = n, or fewer when the
 episode ended first; discount = gamma^m to bootstrap from s_{t+m}, or 0 when the episode
 terminated. A truncated episode (time limit) still bootstraps, from its final observation.
+
+``RolloutAdder`` emits T steps of all E envs as one item for on-policy learners.
 """
 
 from __future__ import annotations
@@ -85,3 +87,55 @@ class NStepTransitionAdder:
             "version": np.array([step.version for step in steps], dtype=np.int64),
             "q_taken": np.array([step.q_taken for step in steps], dtype=np.float32),
         }
+
+
+class RolloutAdder:
+    """``length`` steps of all envs as one item, time first ([T, E, ...]), for on-policy
+    learners (PPO, A2C). Terminations and truncations are kept apart: a truncated episode
+    bootstraps from the value of its final observation (``final_values``, computed by the
+    actor), a terminated one does not. ``next_value[t]`` is the value of the observation
+    after step t, so the learner needs no network pass to bootstrap (see
+    ``algorithms/returns.py``); the last step's is the value of the observation the next
+    rollout starts from (``take(last_values)``)."""
+
+    def __init__(self, num_envs: int, length: int) -> None:
+        if length < 1:
+            raise ValueError(f"length: expected >= 1, got {length}")
+        self.num_envs = num_envs
+        self.length = length
+        self._steps: list[dict[str, np.ndarray]] = []
+
+    @property
+    def full(self) -> bool:
+        return len(self._steps) == self.length
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray, log_probs: np.ndarray,
+            values: np.ndarray, final_values: np.ndarray, version: int) -> None:
+        """One vector-env step; ``values`` are V(obs) from acting, ``final_values`` the
+        values of the final observations of episodes truncated at this step (read there
+        only)."""
+        if self.full:
+            raise RuntimeError("the rollout is full: take() it before adding more steps")
+        self._steps.append({
+            "obs": np.asarray(obs), "action": np.asarray(actions),
+            "reward": np.asarray(rewards, np.float32),
+            "terminated": np.asarray(terminated, bool), "truncated": np.asarray(truncated, bool),
+            "log_prob": np.asarray(log_probs, np.float32), "value": np.asarray(values, np.float32),
+            "final_value": np.asarray(final_values, np.float32),
+            "version": np.full(self.num_envs, version, np.int64)})
+
+    def take(self, last_values: np.ndarray) -> dict[str, np.ndarray]:
+        """The full rollout as columns; ``last_values`` is V of the observation after its
+        last step (the first of the next rollout)."""
+        if not self.full:
+            raise RuntimeError(f"the rollout has {len(self._steps)} of {self.length} steps")
+        columns = {name: np.stack([step[name] for step in self._steps])
+                   for name in self._steps[0]}
+        self._steps = []
+        following = np.concatenate([columns["value"][1:],
+                                    np.asarray(last_values, np.float32)[None]])
+        next_value = np.where(columns["truncated"], columns.pop("final_value"), following)
+        columns["next_value"] = np.where(columns["terminated"], 0.0, next_value).astype(
+            np.float32)
+        return columns

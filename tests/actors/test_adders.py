@@ -68,3 +68,40 @@ def test_envs_are_kept_apart():
     pairs = sorted(zip(items["obs"][:, 0].tolist(), items["next_obs"][:, 0].tolist(),
                        items["reward"].tolist(), strict=True))
     assert pairs == [(0.0, 2.0, 2.0), (1.0, 3.0, 2.0), (10.0, 12.0, 4.0), (11.0, 13.0, 4.0)]
+
+
+def test_rollout_adder_shapes_version_tags_and_bootstrap_values():
+    from shoal.actors.adders import RolloutAdder
+
+    envs, length = 3, 4
+    adder = RolloutAdder(envs, length)
+    rng = np.random.default_rng(0)
+    terminated = np.zeros((length, envs), bool)
+    truncated = np.zeros((length, envs), bool)
+    terminated[1, 0] = True          # env 0 ends at step 1: no bootstrap
+    truncated[2, 1] = True           # env 1 is cut at step 2: bootstraps from its final obs
+    values = rng.normal(size=(length, envs)).astype(np.float32)
+    final_values = np.full((length, envs), 7.0, np.float32)
+    for t in range(length):
+        assert not adder.full
+        adder.add(rng.normal(size=(envs, 4)), np.arange(envs), np.ones(envs),
+                  terminated[t], truncated[t], np.full(envs, -0.5), values[t],
+                  final_values[t], version=10 + t // 2)
+    assert adder.full
+    with pytest.raises(RuntimeError, match="full"):
+        adder.add(np.zeros((envs, 4)), np.zeros(envs), np.zeros(envs), np.zeros(envs, bool),
+                  np.zeros(envs, bool), np.zeros(envs), np.zeros(envs), np.zeros(envs), 12)
+    last = np.array([1.0, 2.0, 3.0], np.float32)
+    rollout = adder.take(last)
+    assert rollout["obs"].shape == (length, envs, 4)
+    for name in ("action", "reward", "terminated", "truncated", "log_prob", "value",
+                 "next_value", "version"):
+        assert rollout[name].shape == (length, envs), name
+    assert rollout["version"][:, 0].tolist() == [10, 10, 11, 11]
+    next_value = rollout["next_value"]
+    assert next_value[0, 2] == values[1, 2] and next_value[2, 2] == values[3, 2]
+    assert next_value[1, 0] == 0.0                 # terminated
+    assert next_value[2, 1] == 7.0                 # truncated: the final observation's value
+    np.testing.assert_array_equal(next_value[-1], last)
+    assert "final_value" not in rollout
+    assert not adder.full  # a fresh rollout begins
