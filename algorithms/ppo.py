@@ -1,0 +1,311 @@
+"""Proximal policy optimisation (Schulman et al., 2017) over rollouts from a FIFO table.
+
+Read top to bottom, as CleanRL's ``ppo.py``: the config, the actor-critic network, the
+objectives (clipped surrogate, or a KL penalty with a fixed or adaptive beta), the policy
+actors run, and the learner's update: GAE over each rollout (``returns.py``), then several
+epochs of shuffled minibatches with advantage normalisation, value loss (optionally
+clipped), entropy bonus, gradient-norm clip and a linearly annealed step size.
+
+Not yet wired into actors and the launcher (the on-policy actor loop and synchronous mode
+come next), so it is not in the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from shoal.algorithms.base import EnvSpec, PolicyStep, StepResult, Weights, load_weights
+from shoal.algorithms.base import weights_of as module_weights
+from shoal.algorithms.networks import is_image, torso_and_head
+from shoal.algorithms.returns import advantages_and_returns
+
+OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
+
+
+@dataclass
+class PPOConfig:
+    learning_rate: float = 2.5e-4
+    """Adam's initial step size, annealed linearly to 0 over anneal_updates."""
+    anneal_updates: int = 0
+    """Updates over which the step size falls to 0 (0: constant)."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    rollout_length: int = 128
+    """T: env steps per rollout item (each item holds all of an actor's envs)."""
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    objective: str = "clip"
+    """clip | kl_adaptive | kl_fixed | none (the plain policy gradient with ratio)."""
+    clip_coef: float = 0.2
+    kl_beta: float = 1.0
+    """Initial KL penalty coefficient (kl_* objectives)."""
+    kl_target: float = 0.01
+    """kl_adaptive: beta halves when KL < target / 1.5 and doubles when KL > 1.5 target."""
+    clip_value_loss: bool = True
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = True
+    hidden: tuple[int, ...] = (64, 64)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: expected one of {list(OBJECTIVES)}, "
+                             f"got {self.objective!r}")
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+class ActorCritic(nn.Module):
+    """Separate policy and value networks; a categorical policy for discrete actions, a
+    diagonal Gaussian with a state-independent log standard deviation for Box actions."""
+
+    def __init__(self, spec: EnvSpec, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.discrete = spec.discrete
+        outputs = spec.num_actions if spec.num_actions is not None else int(
+            np.prod(spec.action_shape))
+        self.policy = torso_and_head(spec, hidden, outputs)
+        self.value = torso_and_head(spec, hidden, 1)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.zeros(outputs))
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        out = self.policy(obs)
+        if self.discrete:
+            return Categorical(logits=out)
+        return Independent(Normal(out, self.log_std.exp()), 1)
+
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value(obs).squeeze(-1)
+
+
+def observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+    tensor = torch.as_tensor(array)
+    return tensor if tensor.dtype == torch.uint8 else tensor.float()
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor,
+                      clip: float) -> torch.Tensor:
+    """-E[min(r A, clip(r, 1-eps, 1+eps) A)]: the loss to minimise."""
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip, 1.0 + clip) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def kl_penalty_loss(ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor,
+                    beta: float) -> torch.Tensor:
+    """-E[r A] + beta KL(old || new)."""
+    return -(ratio * advantages).mean() + beta * kl
+
+
+def adapt_kl_beta(beta: float, kl: float, target: float) -> float:
+    """The adaptive-KL rule of the PPO paper: halve beta when the update moved the policy
+    less than target / 1.5, double it when more than 1.5 target."""
+    if kl < target / 1.5:
+        return beta / 2.0
+    if kl > target * 1.5:
+        return beta * 2.0
+    return beta
+
+
+def approximate_kl(old_log_prob: torch.Tensor, new_log_prob: torch.Tensor) -> torch.Tensor:
+    """E[(r - 1) - log r], an unbiased, non-negative estimate of KL(old || new)."""
+    log_ratio = new_log_prob - old_log_prob
+    return ((log_ratio.exp() - 1.0) - log_ratio).mean()
+
+
+# ------------------------------------------------------------------------ the replay table
+
+
+def table(config: PPOConfig, spec: EnvSpec, num_envs: int, max_rollouts: int = 64,
+          ) -> dict[str, Any]:
+    """A FIFO queue of rollouts, each [T, E, ...], sampled once."""
+    steps = [config.rollout_length, num_envs]
+    obs: dict[str, Any] = {"dtype": spec.observation_dtype,
+                           "shape": [*steps, *spec.observation_shape]}
+    if is_image(spec):
+        obs["compression"] = "lz4"
+    action = ({"dtype": "int64", "shape": steps} if spec.discrete
+              else {"dtype": "float32", "shape": [*steps, *spec.action_shape]})
+    scalar = {"dtype": "float32", "shape": steps}
+    return {
+        "name": "rollouts", "queue": True, "max_size": max_rollouts,
+        "signature": {
+            "obs": obs, "action": action, "reward": scalar,
+            "terminated": {"dtype": "bool", "shape": steps},
+            "truncated": {"dtype": "bool", "shape": steps},
+            "log_prob": scalar, "value": scalar, "next_value": scalar,
+            "version": {"dtype": "int64", "shape": steps},
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ actors
+
+
+class PPOPolicy:
+    """Samples from the current policy on the CPU; extras carry the behaviour log-prob and
+    the value estimate the learner's GAE needs."""
+
+    def __init__(self, config: PPOConfig, spec: EnvSpec, actor_index: int = 0,
+                 num_actors: int = 1, seed: int = 0) -> None:
+        self.config = config
+        self.version = 0
+        self.network = ActorCritic(spec, config.hidden)
+        self._generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> PolicyStep:
+        tensor = observations(obs)
+        distribution = self.network.distribution(tensor)
+        if self.network.discrete:
+            probs = distribution.probs  # type: ignore[attr-defined]
+            actions = torch.multinomial(probs, 1, generator=self._generator).squeeze(1)
+        else:
+            base = distribution.base_dist  # type: ignore[attr-defined]
+            noise = torch.randn(base.loc.shape, generator=self._generator)
+            actions = base.loc + base.scale * noise
+        return PolicyStep(actions.numpy(), {
+            "log_prob": distribution.log_prob(actions).numpy(),
+            "value": self.network.values(tensor).numpy()})
+
+    @torch.no_grad()
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """V(obs), for bootstrapping at truncations and at the end of a rollout."""
+        return self.network.values(observations(obs)).numpy()
+
+    def load(self, weights: Weights, version: int) -> None:
+        load_weights(self.network, weights)
+        self.version = version
+
+
+# ----------------------------------------------------------------------------- learner
+
+
+class PPOLearner:
+    def __init__(self, config: PPOConfig, spec: EnvSpec, device: torch.device,
+                 seed: int = 0) -> None:
+        self.config = config
+        self.device = device
+        self.updates = 0
+        self.kl_beta = config.kl_beta
+        self.network = ActorCritic(spec, config.hidden).to(device)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate,
+                                          eps=1e-5)
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def _anneal(self) -> float:
+        if not self.config.anneal_updates:
+            return self.config.learning_rate
+        left = max(0.0, 1.0 - self.updates / self.config.anneal_updates)
+        rate = self.config.learning_rate * left
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        return rate
+
+    def step(self, batch: Mapping[str, torch.Tensor],
+             probabilities: torch.Tensor | None = None) -> StepResult:
+        """One update from a batch of B rollouts, each [T, E, ...]: GAE per rollout, then
+        ``update_epochs`` passes over shuffled minibatches of all B*T*E steps."""
+        config = self.config
+        # [B, T, E, ...] -> [T, B*E, ...]: time first, every env of every rollout a column
+        def time_first(x: torch.Tensor) -> torch.Tensor:
+            x = x.transpose(0, 1)
+            return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
+
+        rollout = {name: time_first(tensor) for name, tensor in batch.items()}
+        with torch.no_grad():
+            advantages, returns = advantages_and_returns(
+                rollout["reward"].float(), rollout["value"].float(),
+                rollout["next_value"].float(), rollout["terminated"], rollout["truncated"],
+                config.gamma, config.gae_lambda)
+        flat = {name: tensor.reshape(-1, *tensor.shape[2:]) for name, tensor in rollout.items()}
+        flat_advantages, flat_returns = advantages.reshape(-1), returns.reshape(-1)
+        size = len(flat_advantages)
+        minibatch = max(1, size // config.num_minibatches)
+        learning_rate = self._anneal()
+        metrics: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
+                                           "approx_kl": [], "clip_fraction": []}
+        for _ in range(config.update_epochs):
+            order = torch.randperm(size, generator=self._generator).to(self.device)
+            for start in range(0, size, minibatch):
+                index = order[start:start + minibatch]
+                self._minibatch(flat, flat_advantages[index], flat_returns[index], index,
+                                metrics)
+        kl = float(np.mean(metrics["approx_kl"]))
+        if config.objective == "kl_adaptive":
+            self.kl_beta = adapt_kl_beta(self.kl_beta, kl, config.kl_target)
+        self.updates += 1
+        summary = {name: float(np.mean(values)) for name, values in metrics.items()}
+        summary.update(loss=summary["policy_loss"] + config.value_coef * summary["value_loss"],
+                       kl_beta=self.kl_beta, learning_rate=learning_rate)
+        return StepResult(metrics=summary)
+
+    def _minibatch(self, flat: Mapping[str, torch.Tensor], advantages: torch.Tensor,
+                   returns: torch.Tensor, index: torch.Tensor,
+                   metrics: dict[str, list[float]]) -> None:
+        config = self.config
+        obs = observations(flat["obs"][index])
+        distribution = self.network.distribution(obs)
+        actions = flat["action"][index]
+        new_log_prob = distribution.log_prob(actions if self.network.discrete
+                                             else actions.float())
+        old_log_prob = flat["log_prob"][index].float()
+        ratio = (new_log_prob - old_log_prob).exp()
+        if config.normalize_advantages and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        kl = approximate_kl(old_log_prob, new_log_prob)
+        if config.objective == "clip":
+            policy_loss = clipped_surrogate(ratio, advantages, config.clip_coef)
+        elif config.objective in ("kl_adaptive", "kl_fixed"):
+            policy_loss = kl_penalty_loss(ratio, advantages, kl, self.kl_beta)
+        else:
+            policy_loss = -(ratio * advantages).mean()
+
+        values = self.network.values(obs)
+        if config.clip_value_loss:
+            old_values = flat["value"][index].float()
+            clipped = old_values + (values - old_values).clamp(-config.clip_coef,
+                                                               config.clip_coef)
+            value_loss = 0.5 * torch.max((values - returns) ** 2,
+                                         (clipped - returns) ** 2).mean()
+        else:
+            value_loss = 0.5 * ((values - returns) ** 2).mean()
+        entropy = distribution.entropy().mean()
+        loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.network.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        metrics["policy_loss"].append(float(policy_loss.detach()))
+        metrics["value_loss"].append(float(value_loss.detach()))
+        metrics["entropy"].append(float(entropy.detach()))
+        metrics["approx_kl"].append(float(kl.detach()))
+        metrics["clip_fraction"].append(
+            float(((ratio.detach() - 1.0).abs() > config.clip_coef).float().mean()))
+
+    def weights(self) -> Weights:
+        return module_weights(self.network)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "updates": self.updates, "kl_beta": self.kl_beta}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+        self.kl_beta = float(state["kl_beta"])
