@@ -11,10 +11,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from shoal.actors.adders import NStepTransitionAdder
+from shoal.actors.collectors import COLLECTORS
 from shoal.actors.envs import episode_returns, make_vector_env, probe_spec
 from shoal.actors.weights import WeightFollower
 from shoal.replay_service.client import ReplayClient
@@ -88,6 +87,7 @@ class Actor:
         self._weights = weights
         self.policy = algorithm.make_policy(config, probe_spec(env_id), actor_index, num_actors,
                                             seed=self._seed)
+        self._experience = algorithm.experience
 
     def _follow_weights(self) -> None:
         if self._weights is None:
@@ -98,11 +98,21 @@ class Actor:
             self.policy.load(weights, version)
             self.stats.version = version
 
+    def _wait_for_newer_weights(self, stop: threading.Event) -> None:
+        """Synchronous on-policy collection: the next rollout comes from the weights the
+        learner trains from this one (without a learner, there is nothing to wait for)."""
+        if self._weights is None:
+            return
+        version = self.policy.version
+        while not stop.is_set() and not self._weights.wait_newer_than(version, timeout=0.2):
+            pass
+        self._follow_weights()
+
     def run(self, stop: threading.Event, max_env_steps: int | None = None) -> None:
         """Collects until ``stop`` is set (or this actor took ``max_env_steps`` steps)."""
         torch.set_num_threads(1)  # many actors share the cores; one thread each
         envs = make_vector_env(self._env_id, self._num_envs, self._seed)
-        adder = NStepTransitionAdder(self._num_envs, self._config.n_step, self._config.gamma)
+        collector = COLLECTORS[self._experience](self._config, self._num_envs, self.policy)
         obs, _ = envs.reset(seed=self._seed)
         stats = self.stats
         try:
@@ -116,16 +126,15 @@ class Actor:
                     next_obs, rewards, terminated, truncated, info = envs.step(step.actions)
                     if stats.first_step_time is None:
                         stats.first_step_time = time.time()
-                    q_values = step.extras["q_values"]
-                    adder.add(obs, step.actions, rewards, next_obs, terminated, truncated,
-                              info.get("final_obs"), self.policy.version,
-                              q_taken=q_values[np.arange(len(step.actions)), step.actions])
-                    items = adder.take()
+                    items = collector.observe(obs, step, rewards, next_obs, terminated,
+                                              truncated, info.get("final_obs"))
                     if items is not None:
-                        priorities = self.policy.initial_priorities(items)
-                        del items["q_taken"]
-                        writer.extend(items, priorities)
-                        stats.items_sent += len(priorities)
+                        columns, priorities = items
+                        writer.extend(columns, priorities)
+                        stats.items_sent += len(next(iter(columns.values())))
+                        if collector.synchronous:  # on-policy: train on it, then go on
+                            writer.flush()
+                            self._wait_for_newer_weights(stop)
                         stats.insert_blocked_seconds = writer.blocked_seconds
                     stats.env_steps += self._num_envs
                     for env_return, length in episode_returns(info):

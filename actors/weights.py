@@ -22,7 +22,7 @@ class WeightFollower:
         self._channel = grpc.insecure_channel(address, options=channel_options())
         self._stub = parameters_pb2_grpc.ParameterServiceStub(self._channel)
         self._metadata = bearer_metadata(token)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._newest: parameters_pb2.Weights | None = None
         self._stop = threading.Event()
         self._call: object | None = None
@@ -41,6 +41,7 @@ class WeightFollower:
                 for message in call:
                     with self._lock:
                         self._newest = message
+                        self._lock.notify_all()
                     self.received += 1
                     backoff = 0.1
             except grpc.RpcError:
@@ -55,6 +56,13 @@ class WeightFollower:
         if message is None or message.version <= version:
             return None
         return message.version, codec.decode_columns(message.tensors)
+
+    def wait_newer_than(self, version: int, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds for weights newer than ``version``; whether they
+        came. For synchronous actors, which may not go on before the learner has trained."""
+        with self._lock:
+            return self._lock.wait_for(
+                lambda: self._newest is not None and self._newest.version > version, timeout)
 
     def close(self) -> None:
         self._stop.set()

@@ -82,9 +82,16 @@ class Learner(Protocol):
 class Algorithm(Protocol):
     name: str
     config_type: type
+    experience: str      # "transitions" or "rollouts": what actors collect for it
+    publish_every: int   # updates between weight versions
 
-    def table(self, config: Any, spec: EnvSpec) -> dict[str, Any]:
-        """The replay table, in the replay service's config format (``tables:`` entry)."""
+    def table(self, config: Any, spec: EnvSpec, num_envs: int) -> dict[str, Any]:
+        """The replay table, in the replay service's config format (``tables:`` entry);
+        ``num_envs`` per actor, for items that hold all of an actor's envs."""
+        ...
+
+    def batch_size(self, config: Any, num_actors: int) -> int:
+        """Items per learner update."""
         ...
 
     def make_policy(self, config: Any, spec: EnvSpec, actor_index: int,

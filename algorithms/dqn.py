@@ -277,10 +277,16 @@ class DQNLearner:
 class DQN:
     name = "dqn"
     config_type = DQNConfig
+    experience = "transitions"   # the actors' collector (actors/collectors.py)
+    publish_every = 10           # updates between weight versions
 
     @staticmethod
-    def table(config: DQNConfig, spec: EnvSpec) -> dict[str, Any]:
-        return table(config, spec)
+    def table(config: DQNConfig, spec: EnvSpec, num_envs: int = 1) -> dict[str, Any]:
+        return table(config, spec)  # one transition per item, whatever the envs
+
+    @staticmethod
+    def batch_size(config: DQNConfig, num_actors: int) -> int:
+        return config.batch_size
 
     @staticmethod
     def make_policy(config: DQNConfig, spec: EnvSpec, actor_index: int, num_actors: int,

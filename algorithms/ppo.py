@@ -6,8 +6,9 @@ actors run, and the learner's update: GAE over each rollout (``returns.py``), th
 epochs of shuffled minibatches with advantage normalisation, value loss (optionally
 clipped), entropy bonus, gradient-norm clip and a linearly annealed step size.
 
-Not yet wired into actors and the launcher (the on-policy actor loop and synchronous mode
-come next), so it is not in the registry.
+Synchronous by default: each actor writes one rollout per weight version and waits for
+the next version (``actors/collectors.py``); the learner trains on one rollout from every
+actor per update and publishes after each.
 """
 
 from __future__ import annotations
@@ -31,16 +32,21 @@ OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
 
 @dataclass
 class PPOConfig:
-    learning_rate: float = 2.5e-4
+    """Defaults for CartPole-v1 after rl-baselines3-zoo's tuned PPO (short rollouts, many
+    epochs, gamma 0.98, lambda 0.8, no entropy bonus): 2 actors x 8 envs reached 475 in
+    69k env steps on this machine, where CleanRL's Atari-style defaults (128-step
+    rollouts, 4 epochs, lr 2.5e-4) were near 200 at 150k."""
+
+    learning_rate: float = 1e-3
     """Adam's initial step size, annealed linearly to 0 over anneal_updates."""
     anneal_updates: int = 0
     """Updates over which the step size falls to 0 (0: constant)."""
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    rollout_length: int = 128
+    gamma: float = 0.98
+    gae_lambda: float = 0.8
+    rollout_length: int = 32
     """T: env steps per rollout item (each item holds all of an actor's envs)."""
-    update_epochs: int = 4
-    num_minibatches: int = 4
+    update_epochs: int = 20
+    num_minibatches: int = 2
     objective: str = "clip"
     """clip | kl_adaptive | kl_fixed | none (the plain policy gradient with ratio)."""
     clip_coef: float = 0.2
@@ -49,7 +55,7 @@ class PPOConfig:
     kl_target: float = 0.01
     """kl_adaptive: beta halves when KL < target / 1.5 and doubles when KL > 1.5 target."""
     clip_value_loss: bool = True
-    entropy_coef: float = 0.01
+    entropy_coef: float = 0.0
     value_coef: float = 0.5
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
@@ -182,6 +188,14 @@ class PPOPolicy:
             "value": self.network.values(tensor).numpy()})
 
     @torch.no_grad()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """The most likely action (the mean, for Box actions): what ``shoal eval`` plays."""
+        distribution = self.network.distribution(observations(obs))
+        if self.network.discrete:
+            return distribution.probs.argmax(dim=1).numpy()  # type: ignore[attr-defined]
+        return distribution.base_dist.loc.numpy()  # type: ignore[attr-defined]
+
+    @torch.no_grad()
     def values(self, obs: np.ndarray) -> np.ndarray:
         """V(obs), for bootstrapping at truncations and at the end of a rollout."""
         return self.network.values(observations(obs)).numpy()
@@ -309,3 +323,30 @@ class PPOLearner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
         self.kl_beta = float(state["kl_beta"])
+
+
+# ------------------------------------------------------------------------ registration
+
+
+class PPO:
+    name = "ppo"
+    config_type = PPOConfig
+    experience = "rollouts"
+    publish_every = 1   # synchronous: every update is the next version the actors wait for
+
+    @staticmethod
+    def table(config: PPOConfig, spec: EnvSpec, num_envs: int) -> dict[str, Any]:
+        return table(config, spec, num_envs)
+
+    @staticmethod
+    def batch_size(config: PPOConfig, num_actors: int) -> int:
+        return num_actors  # one rollout from each actor per update
+
+    @staticmethod
+    def make_policy(config: PPOConfig, spec: EnvSpec, actor_index: int, num_actors: int,
+                    seed: int = 0) -> PPOPolicy:
+        return PPOPolicy(config, spec, actor_index, num_actors, seed)
+
+    @staticmethod
+    def make_learner(config: PPOConfig, spec: EnvSpec, device: torch.device) -> PPOLearner:
+        return PPOLearner(config, spec, device)

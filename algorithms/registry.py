@@ -5,5 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.algorithms.dqn import DQN
+from shoal.algorithms.ppo import PPO
 
-ALGORITHMS: dict[str, Any] = {DQN.name: DQN}
+ALGORITHMS: dict[str, Any] = {DQN.name: DQN, PPO.name: PPO}

@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def free_running_table(config: DQNConfig) -> dict:
-    table = DQN.table(config, probe_spec("CartPole-v1"))
+    table = DQN.table(config, probe_spec("CartPole-v1"), 1)
     table["max_size"] = 2_000_000
     table["rate_limiter"] = {"type": "min_size", "min_size": 1}
     return table

@@ -98,7 +98,7 @@ def _table(args: argparse.Namespace, config: Any) -> dict[str, Any]:
     from shoal.actors.envs import probe_spec
     from shoal.algorithms.registry import ALGORITHMS
 
-    return ALGORITHMS[args.algo].table(config, probe_spec(args.env))
+    return ALGORITHMS[args.algo].table(config, probe_spec(args.env), args.envs_per_actor)
 
 
 def _port(name: str, value: int) -> int:
@@ -172,6 +172,7 @@ def _read_config(path: Path) -> dict:
 def _tables(args: argparse.Namespace) -> int:
     import yaml
 
+    _positive("--envs-per-actor", args.envs_per_actor)
     config = _algorithm_config(args)
     print(yaml.safe_dump({"tables": [_table(args, config)]}, sort_keys=False), end="")
     return 0
@@ -187,6 +188,8 @@ def _learner(args: argparse.Namespace) -> int:
     config = _algorithm_config(args)
     replay = _address("--replay", args.replay)
     _positive("--checkpoint-every", args.checkpoint_every)
+    _positive("--num-actors", args.num_actors)
+    _positive("--envs-per-actor", args.envs_per_actor)
     _port("--port", args.port)
     _port("--metrics-port", args.metrics_port)
     if args.resume and not (args.run_dir / "learner" / "learner.pt").exists():
@@ -198,7 +201,7 @@ def _learner(args: argparse.Namespace) -> int:
         _table(args, config)["name"], str(args.run_dir),
         str(args.run_dir) if args.resume else None,
         port=args.port, checkpoint_every=args.checkpoint_every, run=args.run_dir.name,
-        metrics_port=args.metrics_port)
+        metrics_port=args.metrics_port, num_actors=args.num_actors)
     return run_learner(component, address_file=args.address_file)
 
 
@@ -272,7 +275,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _add_algorithm(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--algo", required=True, help="dqn")
+    command.add_argument("--algo", required=True, help="dqn or ppo")
     command.add_argument("--env", required=True, help="a gymnasium id, e.g. CartPole-v1")
     command.add_argument("--config", type=Path, help="YAML of algorithm settings to override")
 
@@ -330,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     tables = commands.add_parser(
         "tables", help="print the replay-server tables YAML an algorithm needs")
     _add_algorithm(tables)
+    tables.add_argument("--envs-per-actor", type=int, default=8,
+                        help="vector env size (rollout items hold every env of an actor)")
     tables.set_defaults(run=_tables)
 
     learner = commands.add_parser("learner", help="run a learner as a plain process")
@@ -347,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write the ParameterService's host:port here once listening")
     learner.add_argument("--checkpoint-every", type=int, default=2_000,
                          help="updates between checkpoints (and one at exit)")
+    learner.add_argument("--num-actors", type=int, default=1,
+                         help="actors of the run (on-policy: rollouts per update)")
+    learner.add_argument("--envs-per-actor", type=int, default=8, help="their vector env size")
     _add_metrics_port(learner)
     learner.set_defaults(run=_learner)
 

@@ -95,7 +95,7 @@ class LearnerComponent:
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], token: str, host: str,
                  replay_address: str, table: str, run_dir: str, resume: str | None, *,
                  port: int = 0, checkpoint_every: int = CHECKPOINT_EVERY_UPDATES,
-                 run: str = "", metrics_port: int = 0) -> None:
+                 run: str = "", metrics_port: int = 0, num_actors: int = 1) -> None:
         algorithm = ALGORITHMS[algo]
         self.algo = algo
         self.config = algorithm_config(algo, config)
@@ -110,7 +110,9 @@ class LearnerComponent:
         self.parameters = ParameterServer(token=token, host=host, port=port).start()
         self.loop = LearnerLoop(
             learner, replay=ReplayClient(replay_address, token), table=table,
-            batch_size=self.config.batch_size, parameters=self.parameters, device=self.device,
+            batch_size=algorithm.batch_size(self.config, num_actors),
+            parameters=self.parameters, device=self.device,
+            publish_every=algorithm.publish_every,
             checkpoint_dir=Path(run_dir) / "learner", checkpoint_every=checkpoint_every,
             counters=lambda: {"env_steps": self.env_steps})
         self.loop.stats.published_version = int(self.resumed.get("published_version", 0))

@@ -241,7 +241,7 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
     interrupted = False
     algorithm = ALGORITHMS[settings.algo]
     spec = probe_spec(settings.env_id)
-    table = algorithm.table(settings.config, spec)
+    table = algorithm.table(settings.config, spec, settings.envs_per_actor)
     config = dataclasses.asdict(settings.config)
     token = new_token()
     host = "127.0.0.1"
@@ -254,7 +254,7 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
         learner = launch.start(LearnerComponent, settings.algo, settings.env_id, config, token,
                                host, replay_address, table["name"], str(run_dir),
                                str(settings.resume) if settings.resume else None, gpu=True,
-                               run=run)
+                               run=run, num_actors=settings.actors)
         parameters_address = launch.call(learner, "address")
         actors = [launch.start(ActorComponent, settings.algo, settings.env_id, config, index,
                                settings.actors, settings.envs_per_actor, settings.seed, token,

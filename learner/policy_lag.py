@@ -25,7 +25,7 @@ class LagHistogram:
         self._lock = threading.Lock()
 
     def add(self, lags: np.ndarray) -> None:
-        where = np.searchsorted(self.buckets, lags, side="left")  # le: lag <= bound
+        where = np.searchsorted(self.buckets, np.ravel(lags), side="left")  # le: <= bound
         counts = np.bincount(where, minlength=len(self.counts))
         with self._lock:
             self.counts += counts

@@ -1,0 +1,68 @@
+"""What an actor turns its steps into, by the kind of experience an algorithm learns from.
+
+``TransitionCollector`` (DQN, SAC): n-step transitions with Ape-X initial priorities.
+``RolloutCollector`` (PPO, A2C): one T x E rollout per item, with behaviour log-probs,
+values and bootstrap values; after each rollout a synchronous actor waits for the weights
+the learner trains from it. ``observe`` returns (columns with the item axis first,
+priorities or None), or None when no item is complete yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shoal.actors.adders import NStepTransitionAdder, RolloutAdder
+from shoal.algorithms.base import PolicyStep
+
+Items = tuple[dict[str, np.ndarray], np.ndarray | None]
+
+
+class TransitionCollector:
+    synchronous = False
+
+    def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
+        self._adder = NStepTransitionAdder(num_envs, config.n_step, config.gamma)
+        self._policy = policy
+
+    def observe(self, obs: np.ndarray, step: PolicyStep, rewards: np.ndarray,
+                next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                final_obs: np.ndarray | None) -> Items | None:
+        q_values = step.extras["q_values"]
+        self._adder.add(obs, step.actions, rewards, next_obs, terminated, truncated, final_obs,
+                        self._policy.version,
+                        q_taken=q_values[np.arange(len(step.actions)), step.actions])
+        items = self._adder.take()
+        if items is None:
+            return None
+        priorities = self._policy.initial_priorities(items)
+        del items["q_taken"]
+        return items, priorities
+
+
+class RolloutCollector:
+    synchronous = True
+
+    def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
+        self._adder = RolloutAdder(num_envs, config.rollout_length)
+        self._policy = policy
+
+    def observe(self, obs: np.ndarray, step: PolicyStep, rewards: np.ndarray,
+                next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                final_obs: np.ndarray | None) -> Items | None:
+        final_values = np.zeros(len(step.actions), np.float32)
+        cut = np.flatnonzero(truncated)
+        if len(cut):
+            assert final_obs is not None, "an episode was cut without its final observation"
+            final_values[cut] = self._policy.values(np.stack([final_obs[i] for i in cut]))
+        self._adder.add(obs, step.actions, rewards, terminated, truncated,
+                        step.extras["log_prob"], step.extras["value"], final_values,
+                        self._policy.version)
+        if not self._adder.full:
+            return None
+        rollout = self._adder.take(self._policy.values(next_obs))
+        return {name: column[None] for name, column in rollout.items()}, None
+
+
+COLLECTORS = {"transitions": TransitionCollector, "rollouts": RolloutCollector}
