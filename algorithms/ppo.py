@@ -1,10 +1,11 @@
 """Proximal policy optimisation (Schulman et al., 2017) over rollouts from a FIFO table.
 
-Read top to bottom, as CleanRL's ``ppo.py``: the config, the actor-critic network, the
-objectives (clipped surrogate, or a KL penalty with a fixed or adaptive beta), the policy
-actors run, and the learner's update: GAE over each rollout (``returns.py``), then several
-epochs of shuffled minibatches with advantage normalisation, value loss (optionally
-clipped), entropy bonus, gradient-norm clip and a linearly annealed step size.
+Read top to bottom, as CleanRL's ``ppo.py``: the config, the objectives (clipped
+surrogate, or a KL penalty with a fixed or adaptive beta), and the learner's update: GAE
+over each rollout (``returns.py``), then several epochs of shuffled minibatches with
+advantage normalisation, value loss (optionally clipped), entropy bonus, gradient-norm
+clip and a linearly annealed step size. The network, the policy actors run and the
+rollout table are shared with A2C (``actor_critic.py``).
 
 Synchronous by default: each actor writes one rollout per weight version and waits for
 the next version (``actors/collectors.py``); the learner trains on one rollout from every
@@ -20,12 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from shoal.algorithms.base import EnvSpec, PolicyStep, StepResult, Weights, load_weights
+from shoal.algorithms.actor_critic import (
+    ActorCritic,
+    ActorCriticPolicy,
+    flat_rollouts,
+    observations,
+    rollout_table,
+)
+from shoal.algorithms.base import EnvSpec, StepResult, Weights
 from shoal.algorithms.base import weights_of as module_weights
-from shoal.algorithms.networks import is_image, torso_and_head
-from shoal.algorithms.returns import advantages_and_returns
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
 
@@ -67,38 +72,6 @@ class PPOConfig:
                              f"got {self.objective!r}")
 
 
-# ----------------------------------------------------------------------------- networks
-
-
-class ActorCritic(nn.Module):
-    """Separate policy and value networks; a categorical policy for discrete actions, a
-    diagonal Gaussian with a state-independent log standard deviation for Box actions."""
-
-    def __init__(self, spec: EnvSpec, hidden: tuple[int, ...]) -> None:
-        super().__init__()
-        self.discrete = spec.discrete
-        outputs = spec.num_actions if spec.num_actions is not None else int(
-            np.prod(spec.action_shape))
-        self.policy = torso_and_head(spec, hidden, outputs)
-        self.value = torso_and_head(spec, hidden, 1)
-        if not self.discrete:
-            self.log_std = nn.Parameter(torch.zeros(outputs))
-
-    def distribution(self, obs: torch.Tensor) -> Distribution:
-        out = self.policy(obs)
-        if self.discrete:
-            return Categorical(logits=out)
-        return Independent(Normal(out, self.log_std.exp()), 1)
-
-    def values(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.value(obs).squeeze(-1)
-
-
-def observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
-    tensor = torch.as_tensor(array)
-    return tensor if tensor.dtype == torch.uint8 else tensor.float()
-
-
 # --------------------------------------------------------------------------- objectives
 
 
@@ -132,79 +105,6 @@ def approximate_kl(old_log_prob: torch.Tensor, new_log_prob: torch.Tensor) -> to
     return ((log_ratio.exp() - 1.0) - log_ratio).mean()
 
 
-# ------------------------------------------------------------------------ the replay table
-
-
-def table(config: PPOConfig, spec: EnvSpec, num_envs: int, max_rollouts: int = 64,
-          ) -> dict[str, Any]:
-    """A FIFO queue of rollouts, each [T, E, ...], sampled once."""
-    steps = [config.rollout_length, num_envs]
-    obs: dict[str, Any] = {"dtype": spec.observation_dtype,
-                           "shape": [*steps, *spec.observation_shape]}
-    if is_image(spec):
-        obs["compression"] = "lz4"
-    action = ({"dtype": "int64", "shape": steps} if spec.discrete
-              else {"dtype": "float32", "shape": [*steps, *spec.action_shape]})
-    scalar = {"dtype": "float32", "shape": steps}
-    return {
-        "name": "rollouts", "queue": True, "max_size": max_rollouts,
-        "signature": {
-            "obs": obs, "action": action, "reward": scalar,
-            "terminated": {"dtype": "bool", "shape": steps},
-            "truncated": {"dtype": "bool", "shape": steps},
-            "log_prob": scalar, "value": scalar, "next_value": scalar,
-            "version": {"dtype": "int64", "shape": steps},
-        },
-    }
-
-
-# ------------------------------------------------------------------------------ actors
-
-
-class PPOPolicy:
-    """Samples from the current policy on the CPU; extras carry the behaviour log-prob and
-    the value estimate the learner's GAE needs."""
-
-    def __init__(self, config: PPOConfig, spec: EnvSpec, actor_index: int = 0,
-                 num_actors: int = 1, seed: int = 0) -> None:
-        self.config = config
-        self.version = 0
-        self.network = ActorCritic(spec, config.hidden)
-        self._generator = torch.Generator().manual_seed(seed)
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray) -> PolicyStep:
-        tensor = observations(obs)
-        distribution = self.network.distribution(tensor)
-        if self.network.discrete:
-            probs = distribution.probs  # type: ignore[attr-defined]
-            actions = torch.multinomial(probs, 1, generator=self._generator).squeeze(1)
-        else:
-            base = distribution.base_dist  # type: ignore[attr-defined]
-            noise = torch.randn(base.loc.shape, generator=self._generator)
-            actions = base.loc + base.scale * noise
-        return PolicyStep(actions.numpy(), {
-            "log_prob": distribution.log_prob(actions).numpy(),
-            "value": self.network.values(tensor).numpy()})
-
-    @torch.no_grad()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """The most likely action (the mean, for Box actions): what ``shoal eval`` plays."""
-        distribution = self.network.distribution(observations(obs))
-        if self.network.discrete:
-            return distribution.probs.argmax(dim=1).numpy()  # type: ignore[attr-defined]
-        return distribution.base_dist.loc.numpy()  # type: ignore[attr-defined]
-
-    @torch.no_grad()
-    def values(self, obs: np.ndarray) -> np.ndarray:
-        """V(obs), for bootstrapping at truncations and at the end of a rollout."""
-        return self.network.values(observations(obs)).numpy()
-
-    def load(self, weights: Weights, version: int) -> None:
-        load_weights(self.network, weights)
-        self.version = version
-
-
 # ----------------------------------------------------------------------------- learner
 
 
@@ -234,19 +134,8 @@ class PPOLearner:
         """One update from a batch of B rollouts, each [T, E, ...]: GAE per rollout, then
         ``update_epochs`` passes over shuffled minibatches of all B*T*E steps."""
         config = self.config
-        # [B, T, E, ...] -> [T, B*E, ...]: time first, every env of every rollout a column
-        def time_first(x: torch.Tensor) -> torch.Tensor:
-            x = x.transpose(0, 1)
-            return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
-
-        rollout = {name: time_first(tensor) for name, tensor in batch.items()}
-        with torch.no_grad():
-            advantages, returns = advantages_and_returns(
-                rollout["reward"].float(), rollout["value"].float(),
-                rollout["next_value"].float(), rollout["terminated"], rollout["truncated"],
-                config.gamma, config.gae_lambda)
-        flat = {name: tensor.reshape(-1, *tensor.shape[2:]) for name, tensor in rollout.items()}
-        flat_advantages, flat_returns = advantages.reshape(-1), returns.reshape(-1)
+        flat, flat_advantages, flat_returns = flat_rollouts(batch, config.gamma,
+                                                            config.gae_lambda)
         size = len(flat_advantages)
         minibatch = max(1, size // config.num_minibatches)
         learning_rate = self._anneal()
@@ -336,7 +225,7 @@ class PPO:
 
     @staticmethod
     def table(config: PPOConfig, spec: EnvSpec, num_envs: int) -> dict[str, Any]:
-        return table(config, spec, num_envs)
+        return rollout_table(config.rollout_length, spec, num_envs)
 
     @staticmethod
     def batch_size(config: PPOConfig, num_actors: int) -> int:
@@ -344,8 +233,8 @@ class PPO:
 
     @staticmethod
     def make_policy(config: PPOConfig, spec: EnvSpec, actor_index: int, num_actors: int,
-                    seed: int = 0) -> PPOPolicy:
-        return PPOPolicy(config, spec, actor_index, num_actors, seed)
+                    seed: int = 0) -> ActorCriticPolicy:
+        return ActorCriticPolicy(spec, config.hidden, seed)
 
     @staticmethod
     def make_learner(config: PPOConfig, spec: EnvSpec, device: torch.device) -> PPOLearner:

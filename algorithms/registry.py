@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shoal.algorithms.a2c import A2C
 from shoal.algorithms.dqn import DQN
 from shoal.algorithms.ppo import PPO
 
-ALGORITHMS: dict[str, Any] = {DQN.name: DQN, PPO.name: PPO}
+ALGORITHMS: dict[str, Any] = {DQN.name: DQN, PPO.name: PPO, A2C.name: A2C}

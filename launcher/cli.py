@@ -275,7 +275,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _add_algorithm(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--algo", required=True, help="dqn or ppo")
+    command.add_argument("--algo", required=True, help="dqn, ppo or a2c")
     command.add_argument("--env", required=True, help="a gymnasium id, e.g. CartPole-v1")
     command.add_argument("--config", type=Path, help="YAML of algorithm settings to override")
 

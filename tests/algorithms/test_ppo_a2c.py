@@ -1,14 +1,15 @@
-"""PPO's objectives on hand-made numbers, and its update on a problem with a known answer."""
+"""PPO's objectives on hand-made numbers, and the PPO and A2C updates on a problem with a
+known answer."""
 
 import numpy as np
 import pytest
 import torch
 
+from shoal.algorithms.actor_critic import ActorCriticPolicy
 from shoal.algorithms.base import EnvSpec
 from shoal.algorithms.ppo import (
     PPOConfig,
     PPOLearner,
-    PPOPolicy,
     adapt_kl_beta,
     approximate_kl,
     clipped_surrogate,
@@ -42,7 +43,7 @@ def test_unknown_objective_is_refused_by_name():
         PPOConfig(objective="trust-me")
 
 
-def bandit_rollouts(policy: PPOPolicy, rng: np.random.Generator, rollouts: int = 2,
+def bandit_rollouts(policy: ActorCriticPolicy, rng: np.random.Generator, rollouts: int = 2,
                     steps: int = 8, envs: int = 4) -> dict[str, torch.Tensor]:
     """Action 1 pays 1, action 0 pays 0, every step ends its episode."""
     obs = rng.normal(size=(rollouts, steps, envs, 4)).astype(np.float32)
@@ -64,7 +65,7 @@ def test_updates_move_the_policy_toward_the_paying_action(objective):
     torch.manual_seed(0)
     config = PPOConfig(objective=objective, learning_rate=3e-3)
     learner = PPOLearner(config, VECTOR, torch.device("cpu"))
-    policy = PPOPolicy(config, VECTOR, seed=0)
+    policy = ActorCriticPolicy(VECTOR, config.hidden, seed=0)
     rng = np.random.default_rng(0)
     probe = torch.from_numpy(rng.normal(size=(256, 4)).astype(np.float32))
 
@@ -86,8 +87,8 @@ def test_gaussian_policy_for_box_actions_acts_and_updates():
     spec = EnvSpec(observation_shape=(3,), observation_dtype="float32", action_shape=(1,),
                    action_low=(-2.0,), action_high=(2.0,))
     config = PPOConfig()
-    policy, learner = PPOPolicy(config, spec, seed=1), PPOLearner(config, spec,
-                                                                  torch.device("cpu"))
+    policy = ActorCriticPolicy(spec, config.hidden, seed=1)
+    learner = PPOLearner(config, spec, torch.device("cpu"))
     step = policy.act(np.zeros((6, 3), np.float32))
     assert step.actions.shape == (6, 1) and step.extras["log_prob"].shape == (6,)
     # a standard normal at its mean has log density -log(2 pi)/2 per dimension
@@ -100,3 +101,24 @@ def test_gaussian_policy_for_box_actions_acts_and_updates():
              "next_value": torch.zeros(shape), "version": torch.zeros(shape, dtype=torch.int64)}
     metrics = learner.step(batch).metrics
     assert all(np.isfinite(value) for value in metrics.values())
+
+
+def test_a2c_update_moves_the_policy_toward_the_paying_action():
+    from shoal.algorithms.a2c import A2CConfig, A2CLearner
+
+    torch.manual_seed(0)
+    config = A2CConfig(learning_rate=1e-2)
+    learner = A2CLearner(config, VECTOR, torch.device("cpu"))
+    policy = ActorCriticPolicy(VECTOR, config.hidden, seed=0)
+    rng = np.random.default_rng(0)
+    probe = torch.from_numpy(rng.normal(size=(256, 4)).astype(np.float32))
+
+    def paying_probability() -> float:
+        with torch.no_grad():
+            return learner.network.distribution(probe).probs[:, 1].mean().item()
+
+    before = paying_probability()
+    for version in range(1, 41):
+        policy.load(learner.weights(), version)
+        learner.step(bandit_rollouts(policy, rng))
+    assert before < 0.6 and paying_probability() > 0.8

@@ -1,0 +1,123 @@
+"""Synchronous advantage actor-critic (A2C; Mnih et al., 2016, synchronous form).
+
+One gradient step per update on everything the actors just collected: advantages are
+n-step discounted returns minus values (``returns.py`` with lambda = 1; GAE with a smaller
+lambda if asked), the policy gradient -E[log pi(a|s) A], a value loss and an entropy
+bonus, RMSprop (or Adam) with a gradient-norm clip. The classic shape is 16 envs x 5 steps
+per update; here that is actors x envs-per-actor envs x ``rollout_length`` steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from shoal.algorithms.actor_critic import (
+    ActorCritic,
+    ActorCriticPolicy,
+    flat_rollouts,
+    observations,
+    rollout_table,
+)
+from shoal.algorithms.base import EnvSpec, StepResult, Weights
+from shoal.algorithms.base import weights_of as module_weights
+
+OPTIMIZERS = ("rmsprop", "adam")
+
+
+@dataclass
+class A2CConfig:
+    learning_rate: float = 7e-4
+    optimizer: str = "rmsprop"
+    """rmsprop (alpha 0.99, eps 1e-5, as in the paper's code) or adam."""
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    """1: the n-step discounted return of the classic A2C; below 1: GAE."""
+    rollout_length: int = 5
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = False
+    hidden: tuple[int, ...] = (64, 64)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
+
+
+class A2CLearner:
+    def __init__(self, config: A2CConfig, spec: EnvSpec, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.updates = 0
+        self.network = ActorCritic(spec, config.hidden).to(device)
+        parameters = self.network.parameters()
+        self.optimizer: torch.optim.Optimizer = (
+            torch.optim.RMSprop(parameters, lr=config.learning_rate, alpha=0.99, eps=1e-5)
+            if config.optimizer == "rmsprop"
+            else torch.optim.Adam(parameters, lr=config.learning_rate))
+
+    def step(self, batch: Mapping[str, torch.Tensor],
+             probabilities: torch.Tensor | None = None) -> StepResult:
+        config = self.config
+        flat, advantages, returns = flat_rollouts(batch, config.gamma, config.gae_lambda)
+        if config.normalize_advantages and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        obs = observations(flat["obs"])
+        distribution = self.network.distribution(obs)
+        actions = flat["action"] if self.network.discrete else flat["action"].float()
+        policy_loss = -(distribution.log_prob(actions) * advantages).mean()
+        value_loss = 0.5 * ((self.network.values(obs) - returns) ** 2).mean()
+        entropy = distribution.entropy().mean()
+        loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.network.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        return StepResult(metrics={
+            "loss": float(loss.detach()), "policy_loss": float(policy_loss.detach()),
+            "value_loss": float(value_loss.detach()), "entropy": float(entropy.detach()),
+            "grad_norm": float(grad_norm)})
+
+    def weights(self) -> Weights:
+        return module_weights(self.network)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "updates": self.updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+
+
+class A2C:
+    name = "a2c"
+    config_type = A2CConfig
+    experience = "rollouts"
+    publish_every = 1
+
+    @staticmethod
+    def table(config: A2CConfig, spec: EnvSpec, num_envs: int) -> dict[str, Any]:
+        return rollout_table(config.rollout_length, spec, num_envs)
+
+    @staticmethod
+    def batch_size(config: A2CConfig, num_actors: int) -> int:
+        return num_actors
+
+    @staticmethod
+    def make_policy(config: A2CConfig, spec: EnvSpec, actor_index: int, num_actors: int,
+                    seed: int = 0) -> ActorCriticPolicy:
+        return ActorCriticPolicy(spec, config.hidden, seed)
+
+    @staticmethod
+    def make_learner(config: A2CConfig, spec: EnvSpec, device: torch.device) -> A2CLearner:
+        return A2CLearner(config, spec, device)

@@ -1,0 +1,128 @@
+"""What PPO and A2C share: the actor-critic network, the policy actors run with it, the
+rollout table, and turning a batch of rollouts into time-first columns with advantages
+and value targets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from shoal.algorithms.base import EnvSpec, PolicyStep, Weights, load_weights
+from shoal.algorithms.networks import is_image, torso_and_head
+from shoal.algorithms.returns import advantages_and_returns
+
+
+class ActorCritic(nn.Module):
+    """Separate policy and value networks; a categorical policy for discrete actions, a
+    diagonal Gaussian with a state-independent log standard deviation for Box actions."""
+
+    def __init__(self, spec: EnvSpec, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.discrete = spec.discrete
+        outputs = spec.num_actions if spec.num_actions is not None else int(
+            np.prod(spec.action_shape))
+        self.policy = torso_and_head(spec, hidden, outputs)
+        self.value = torso_and_head(spec, hidden, 1)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.zeros(outputs))
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        out = self.policy(obs)
+        if self.discrete:
+            return Categorical(logits=out)
+        return Independent(Normal(out, self.log_std.exp()), 1)
+
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value(obs).squeeze(-1)
+
+
+def observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+    tensor = torch.as_tensor(array)
+    return tensor if tensor.dtype == torch.uint8 else tensor.float()
+
+
+def rollout_table(rollout_length: int, spec: EnvSpec, num_envs: int,
+                  max_rollouts: int = 64) -> dict[str, Any]:
+    """A FIFO queue of rollouts, each [T, E, ...], sampled once."""
+    steps = [rollout_length, num_envs]
+    obs: dict[str, Any] = {"dtype": spec.observation_dtype,
+                           "shape": [*steps, *spec.observation_shape]}
+    if is_image(spec):
+        obs["compression"] = "lz4"
+    action = ({"dtype": "int64", "shape": steps} if spec.discrete
+              else {"dtype": "float32", "shape": [*steps, *spec.action_shape]})
+    scalar = {"dtype": "float32", "shape": steps}
+    return {
+        "name": "rollouts", "queue": True, "max_size": max_rollouts,
+        "signature": {
+            "obs": obs, "action": action, "reward": scalar,
+            "terminated": {"dtype": "bool", "shape": steps},
+            "truncated": {"dtype": "bool", "shape": steps},
+            "log_prob": scalar, "value": scalar, "next_value": scalar,
+            "version": {"dtype": "int64", "shape": steps},
+        },
+    }
+
+
+class ActorCriticPolicy:
+    """Samples from the current policy on the CPU; extras carry the behaviour log-prob and
+    the value estimate the learner's GAE needs."""
+
+    def __init__(self, spec: EnvSpec, hidden: tuple[int, ...], seed: int = 0) -> None:
+        self.version = 0
+        self.network = ActorCritic(spec, hidden)
+        self._generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> PolicyStep:
+        tensor = observations(obs)
+        distribution = self.network.distribution(tensor)
+        if self.network.discrete:
+            probs = distribution.probs  # type: ignore[attr-defined]
+            actions = torch.multinomial(probs, 1, generator=self._generator).squeeze(1)
+        else:
+            base = distribution.base_dist  # type: ignore[attr-defined]
+            noise = torch.randn(base.loc.shape, generator=self._generator)
+            actions = base.loc + base.scale * noise
+        return PolicyStep(actions.numpy(), {
+            "log_prob": distribution.log_prob(actions).numpy(),
+            "value": self.network.values(tensor).numpy()})
+
+    @torch.no_grad()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """The most likely action (the mean, for Box actions): what ``shoal eval`` plays."""
+        distribution = self.network.distribution(observations(obs))
+        if self.network.discrete:
+            return distribution.probs.argmax(dim=1).numpy()  # type: ignore[attr-defined]
+        return distribution.base_dist.loc.numpy()  # type: ignore[attr-defined]
+
+    @torch.no_grad()
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """V(obs), for bootstrapping at truncations and at the end of a rollout."""
+        return self.network.values(observations(obs)).numpy()
+
+    def load(self, weights: Weights, version: int) -> None:
+        load_weights(self.network, weights)
+        self.version = version
+
+
+def flat_rollouts(batch: Mapping[str, torch.Tensor], gamma: float, lam: float,
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """B rollouts of [T, E, ...] -> every step as a row (columns [B*T*E, ...]), with its
+    GAE advantage and value target computed per rollout env, time first."""
+    def time_first(x: torch.Tensor) -> torch.Tensor:   # [B, T, E, ...] -> [T, B*E, ...]
+        x = x.transpose(0, 1)
+        return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
+
+    rollout = {name: time_first(tensor) for name, tensor in batch.items()}
+    with torch.no_grad():
+        advantages, returns = advantages_and_returns(
+            rollout["reward"].float(), rollout["value"].float(), rollout["next_value"].float(),
+            rollout["terminated"], rollout["truncated"], gamma, lam)
+    flat = {name: tensor.reshape(-1, *tensor.shape[2:]) for name, tensor in rollout.items()}
+    return flat, advantages.reshape(-1), returns.reshape(-1)
