@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from shoal.algorithms.actor_critic import ActorCriticPolicy
+from shoal.algorithms.actor_critic import ActorCritic, ActorCriticPolicy
 from shoal.algorithms.base import EnvSpec
 from shoal.algorithms.ppo import (
     PPOConfig,
@@ -60,6 +60,12 @@ def bandit_rollouts(policy: ActorCriticPolicy, rng: np.random.Generator, rollout
             "version": torch.zeros(shape, dtype=torch.int64)}
 
 
+def paying_probability(network: ActorCritic, probe: torch.Tensor) -> float:
+    """The policy's mean probability of the paying action over some observations."""
+    with torch.no_grad():
+        return network.distribution(probe).probs[:, 1].mean().item()
+
+
 @pytest.mark.parametrize("objective", ["clip", "kl_adaptive"])
 def test_updates_move_the_policy_toward_the_paying_action(objective):
     torch.manual_seed(0)
@@ -68,16 +74,11 @@ def test_updates_move_the_policy_toward_the_paying_action(objective):
     policy = ActorCriticPolicy(VECTOR, config.hidden, seed=0)
     rng = np.random.default_rng(0)
     probe = torch.from_numpy(rng.normal(size=(256, 4)).astype(np.float32))
-
-    def paying_probability() -> float:
-        with torch.no_grad():
-            return learner.network.distribution(probe).probs[:, 1].mean().item()
-
-    before = paying_probability()
+    before = paying_probability(learner.network, probe)
     for version in range(1, 16):
         policy.load(learner.weights(), version)
         result = learner.step(bandit_rollouts(policy, rng))
-    assert before < 0.6 and paying_probability() > 0.9
+    assert before < 0.6 and paying_probability(learner.network, probe) > 0.9
     assert learner.updates == 15 and result.metrics["approx_kl"] >= 0.0
     if objective == "kl_adaptive":
         assert result.metrics["kl_beta"] != config.kl_beta  # the rule moved it
@@ -112,13 +113,8 @@ def test_a2c_update_moves_the_policy_toward_the_paying_action():
     policy = ActorCriticPolicy(VECTOR, config.hidden, seed=0)
     rng = np.random.default_rng(0)
     probe = torch.from_numpy(rng.normal(size=(256, 4)).astype(np.float32))
-
-    def paying_probability() -> float:
-        with torch.no_grad():
-            return learner.network.distribution(probe).probs[:, 1].mean().item()
-
-    before = paying_probability()
+    before = paying_probability(learner.network, probe)
     for version in range(1, 41):
         policy.load(learner.weights(), version)
         learner.step(bandit_rollouts(policy, rng))
-    assert before < 0.6 and paying_probability() > 0.8
+    assert before < 0.6 and paying_probability(learner.network, probe) > 0.8
