@@ -99,8 +99,8 @@ class Actor:
             self.stats.version = version
 
     def _wait_for_newer_weights(self, stop: threading.Event) -> None:
-        """Synchronous on-policy collection: the next rollout comes from the weights the
-        learner trains from this one (without a learner, there is nothing to wait for)."""
+        """On-policy collection: no more rollouts from these weights until the learner
+        has trained (without a learner, there is nothing to wait for)."""
         if self._weights is None:
             return
         version = self.policy.version
@@ -115,6 +115,7 @@ class Actor:
         collector = COLLECTORS[self._experience](self._config, self._num_envs, self.policy)
         obs, _ = envs.reset(seed=self._seed)
         stats = self.stats
+        version, written_at_version = self.policy.version, 0  # items written with version
         try:
             with self._replay.writer(self._table) as writer:
                 while not stop.is_set() and (max_env_steps is None
@@ -132,9 +133,13 @@ class Actor:
                         columns, priorities = items
                         writer.extend(columns, priorities)
                         stats.items_sent += len(next(iter(columns.values())))
-                        if collector.synchronous:  # on-policy: train on it, then go on
+                        if collector.flush_each_item:
                             writer.flush()
-                            self._wait_for_newer_weights(stop)
+                        written_at_version = (written_at_version + 1
+                                              if version == self.policy.version else 1)
+                        version = self.policy.version
+                        if written_at_version == collector.items_per_version:
+                            self._wait_for_newer_weights(stop)  # on-policy: bounded lag
                         stats.insert_blocked_seconds = writer.blocked_seconds
                     stats.env_steps += self._num_envs
                     for env_return, length in episode_returns(info):

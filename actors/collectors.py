@@ -2,8 +2,9 @@
 
 ``TransitionCollector`` (DQN, SAC): n-step transitions with Ape-X initial priorities.
 ``RolloutCollector`` (PPO, A2C): one T x E rollout per item, with behaviour log-probs,
-values and bootstrap values; after each rollout a synchronous actor waits for the weights
-the learner trains from it. ``observe`` returns (columns with the item axis first,
+values and bootstrap values. A synchronous actor waits after each rollout for the weights
+the learner trains from it; an asynchronous one (``max_policy_lag`` K) goes on for up to
+K + 1 rollouts per weight version. ``observe`` returns (columns with the item axis first,
 priorities or None), or None when no item is complete yet.
 """
 
@@ -20,7 +21,8 @@ Items = tuple[dict[str, np.ndarray], np.ndarray | None]
 
 
 class TransitionCollector:
-    synchronous = False
+    items_per_version: int | None = None  # off-policy: collect regardless of the learner
+    flush_each_item = False  # many small items: the writer batches them into messages
 
     def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
         self._adder = NStepTransitionAdder(num_envs, config.n_step, config.gamma)
@@ -42,9 +44,14 @@ class TransitionCollector:
 
 
 class RolloutCollector:
-    synchronous = True
+    flush_each_item = True  # a rollout is a message of its own; the learner waits for it
 
     def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
+        # Rollouts an actor writes per weight version before it waits for the next one:
+        # 1 is synchronous; K + 1 keeps collection going while the learner trains, without
+        # queueing rollouts the learner would drop as more than K versions old.
+        lag = config.max_policy_lag
+        self.items_per_version = 1 if lag is None else lag + 1
         self._adder = RolloutAdder(num_envs, config.rollout_length)
         self._policy = policy
 

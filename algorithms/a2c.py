@@ -43,8 +43,13 @@ class A2CConfig:
     max_grad_norm: float = 0.5
     normalize_advantages: bool = False
     hidden: tuple[int, ...] = (64, 64)
+    max_policy_lag: int | None = None
+    """None: synchronous (actors wait for each new version). K: asynchronous; actors keep
+    collecting and the learner leaves out rollouts more than K versions old."""
 
     def __post_init__(self) -> None:
+        if self.max_policy_lag is not None and self.max_policy_lag < 0:
+            raise ValueError(f"max_policy_lag: expected >= 0, got {self.max_policy_lag}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, "
                              f"got {self.optimizer!r}")

@@ -76,6 +76,8 @@ def _positive(name: str, value: int) -> int:
 def _algorithm_config(args: argparse.Namespace) -> Any:
     """The algorithm's config (``--config`` overrides applied) after checking ``--algo``,
     ``--config`` and ``--env``: every command that runs a piece of a run starts here."""
+    import dataclasses
+
     from shoal.actors.envs import UnknownEnv, make_env
     from shoal.algorithms.registry import ALGORITHMS
 
@@ -83,9 +85,16 @@ def _algorithm_config(args: argparse.Namespace) -> Any:
     if algorithm is None:
         raise UsageError(f"--algo: expected one of {sorted(ALGORITHMS)}, got {args.algo!r}")
     overrides = _read_config(args.config) if args.config else {}
+    if args.max_policy_lag is not None:
+        if "max_policy_lag" not in {f.name for f in dataclasses.fields(algorithm.config_type)}:
+            raise UsageError(f"--max-policy-lag: only for on-policy algorithms (ppo, a2c), "
+                             f"not {args.algo}")
+        if args.max_policy_lag < 0:
+            raise UsageError(f"--max-policy-lag: expected >= 0, got {args.max_policy_lag}")
+        overrides["max_policy_lag"] = args.max_policy_lag
     try:
         config = algorithm.config_type(**overrides)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise UsageError(f"--config: {error}") from None
     try:
         make_env(args.env).close()
@@ -278,6 +287,9 @@ def _add_algorithm(command: argparse.ArgumentParser) -> None:
     command.add_argument("--algo", required=True, help="dqn, ppo or a2c")
     command.add_argument("--env", required=True, help="a gymnasium id, e.g. CartPole-v1")
     command.add_argument("--config", type=Path, help="YAML of algorithm settings to override")
+    command.add_argument("--max-policy-lag", type=int, metavar="K",
+                         help="ppo/a2c: collect asynchronously, train only on rollouts at "
+                              "most K weight versions old (default: synchronous)")
 
 
 def _add_metrics_port(command: argparse.ArgumentParser) -> None:

@@ -113,6 +113,8 @@ class LearnerComponent:
             batch_size=algorithm.batch_size(self.config, num_actors),
             parameters=self.parameters, device=self.device,
             publish_every=algorithm.publish_every,
+            # on-policy configs only; asynchronous when set
+            max_policy_lag=getattr(self.config, "max_policy_lag", None),
             checkpoint_dir=Path(run_dir) / "learner", checkpoint_every=checkpoint_every,
             counters=lambda: {"env_steps": self.env_steps})
         self.loop.stats.published_version = int(self.resumed.get("published_version", 0))

@@ -121,6 +121,9 @@ class LearnerCollector(Collector):
                         stats.update_seconds)
         yield f.counter("shoal_learner_weights_published", "Weight versions published.",
                         stats.publishes)
+        yield f.counter("shoal_learner_stale_items_dropped",
+                        "Items older than max_policy_lag versions, left out of updates.",
+                        stats.stale_dropped)
         yield f.gauge("shoal_learner_device_info", "The device the learner trains on.", 1.0,
                       {"device": self._device})
         latest = stats.metrics[-1] if stats.metrics else {}

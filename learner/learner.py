@@ -23,8 +23,8 @@ import torch
 
 from shoal.learner.checkpoint import save_checkpoint
 from shoal.learner.parameter_service import ParameterServer
-from shoal.learner.policy_lag import LagHistogram
-from shoal.learner.prefetch import Prefetcher
+from shoal.learner.policy_lag import LagHistogram, item_lags
+from shoal.learner.prefetch import DeviceBatch, Prefetcher
 from shoal.replay_service.client import ReplayClient
 
 
@@ -35,6 +35,7 @@ class LearnerStats:
     update_seconds: float = 0.0
     published_version: int = 0
     publishes: int = 0
+    stale_dropped: int = 0  # items older than max_policy_lag versions, not trained on
     metrics: deque[dict[str, float]] = field(default_factory=lambda: deque(maxlen=100))
 
 
@@ -49,6 +50,7 @@ class LearnerLoop:
         parameters: ParameterServer,
         device: torch.device,
         publish_every: int = 10,
+        max_policy_lag: int | None = None,
         checkpoint_dir: Path | None = None,
         checkpoint_every: int = 0,
         prefetch: int = 4,
@@ -62,6 +64,7 @@ class LearnerLoop:
         self._parameters = parameters
         self._device = device
         self._publish_every = publish_every
+        self._max_policy_lag = max_policy_lag
         self._checkpoint_dir = checkpoint_dir
         self._checkpoint_every = checkpoint_every
         self._prefetch_depth = prefetch
@@ -98,9 +101,9 @@ class LearnerLoop:
                     batch = self.prefetcher.get(stop)
                     if batch is None:
                         break
-                    versions = batch.columns.get("version")
-                    if versions is not None:
-                        self.lag.add(self.stats.published_version - versions.cpu().numpy())
+                    batch = self._drop_stale(batch)
+                    if batch is None:
+                        continue
                     start = time.monotonic()
                     result = self.learner.step(batch.columns, batch.probabilities)
                     if result.priorities is not None:
@@ -126,6 +129,28 @@ class LearnerLoop:
                 with contextlib.suppress(queue.Full):
                     pending.put_nowait(None)
                 sender.join(timeout=5)
+
+    def _drop_stale(self, batch: DeviceBatch) -> DeviceBatch | None:
+        """Records the batch's policy lag; with ``max_policy_lag`` (asynchronous on-policy
+        training), leaves out the items older than that and counts them. None: nothing
+        fresh was left to train on."""
+        column = batch.columns.get("version")
+        if column is None:
+            return batch
+        lags = item_lags(column.cpu().numpy(), self.stats.published_version)
+        if self._max_policy_lag is not None:
+            keep = lags <= self._max_policy_lag
+            if not keep.all():
+                self.stats.stale_dropped += int((~keep).sum())
+                if not keep.any():
+                    return None
+                index = torch.as_tensor(keep.nonzero()[0], device=column.device)
+                batch = DeviceBatch(batch.keys[keep], batch.probabilities[index],
+                                    {name: tensor[index]
+                                     for name, tensor in batch.columns.items()})
+                lags = lags[keep]
+        self.lag.add(lags)
+        return batch
 
     def checkpoint(self) -> Path | None:
         if self._checkpoint_dir is None:

@@ -37,3 +37,9 @@ class LagHistogram:
             total = self.total
         bounds = [*(f"{b:g}" for b in self.buckets), "+Inf"]
         return list(zip(bounds, cumulative.astype(float).tolist(), strict=True)), total
+
+
+def item_lags(versions: np.ndarray, newest: int) -> np.ndarray:
+    """Each item's policy lag: that of its oldest step (a rollout may span a weight
+    change). ``versions`` has the item axis first."""
+    return newest - versions.reshape(len(versions), -1).min(axis=1)

@@ -68,6 +68,10 @@ def test_replay_demo_runs_a_server_process_end_to_end():
      "--config: cannot read /nonexistent.yaml"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--resume", "/nonexistent"],
      "--resume: no learner checkpoint in /nonexistent"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--max-policy-lag", "2"],
+     "--max-policy-lag: only for on-policy algorithms (ppo, a2c), not dqn"),
+    (["--algo", "ppo", "--env", "CartPole-v1", "--max-policy-lag", "-1"],
+     "--max-policy-lag: expected >= 0, got -1"),
 ])
 def test_bad_train_arguments_exit_2_with_one_line(args, message):
     result = shoal("train", "--local", *args)

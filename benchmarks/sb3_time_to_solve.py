@@ -1,0 +1,110 @@
+"""Stable-Baselines3's time to the same target, for ``time_to_solve.py --sb3`` to put beside
+shoal's (benchmark-only: SB3 is the ``bench`` extra, never imported by shoal).
+
+    python benchmarks/sb3_time_to_solve.py --algo ppo --env CartPole-v1 --seed 0 \
+        [--target-return 475] [--window 20] [--total-env-steps 500000] [--json]
+
+One SB3 training per invocation with rl-baselines3-zoo's tuned hyperparameters where the
+zoo has them (``ZOO``), SB3's defaults otherwise, stopped by a callback once the mean of
+the last ``window`` finished training episodes reaches the target: the same criterion
+``shoal train --target-return`` uses. The clock for "from the first env step" starts when
+SB3's training loop starts (after the model is built and the envs reset), the command's
+clock when this script starts, before torch and SB3 are imported.
+
+With --json the last line is one JSON object: reached, mean_return, env_steps,
+seconds_from_first_step, seconds_total.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.monotonic()
+
+import argparse  # noqa: E402  (the clock above starts before the imports below)
+import json  # noqa: E402
+import sys  # noqa: E402
+from collections import deque  # noqa: E402
+from typing import Any  # noqa: E402
+
+ZOO: dict[tuple[str, str], dict[str, Any]] = {
+    # rl-baselines3-zoo hyperparams/{ppo,a2c,sac}.yml; "lin_x" schedules written out.
+    ("ppo", "CartPole-v1"): {"n_envs": 8, "n_steps": 32, "batch_size": 256,
+                             "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
+                             "ent_coef": 0.0, "learning_rate": "lin_1e-3",
+                             "clip_range": "lin_0.2"},
+    ("a2c", "CartPole-v1"): {"n_envs": 8, "ent_coef": 0.0},
+    ("sac", "Pendulum-v1"): {"n_envs": 1, "learning_rate": 1e-3},
+}
+
+
+def linear(start: float) -> Any:
+    return lambda progress_remaining: progress_remaining * start
+
+
+def hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
+    settings = dict(ZOO.get((algo, env_id), {"n_envs": 1}))
+    for name, value in settings.items():
+        if isinstance(value, str) and value.startswith("lin_"):
+            settings[name] = linear(float(value[4:]))
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", required=True, choices=["ppo", "a2c", "sac", "dqn"])
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target-return", type=float, default=475.0)
+    parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--total-env-steps", type=int, default=500_000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    import stable_baselines3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    class StopAtTarget(BaseCallback):
+        """Ends training when the last ``window`` episodes average the target."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.returns: deque[float] = deque(maxlen=args.window)
+            self.started = 0.0
+            self.reached = False
+
+        def _on_training_start(self) -> None:
+            self.started = time.monotonic()
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                if "episode" in info:
+                    self.returns.append(float(info["episode"]["r"]))
+            self.reached = (len(self.returns) == args.window
+                            and sum(self.returns) / args.window >= args.target_return)
+            return not self.reached
+
+    settings = hyperparameters(args.algo, args.env)
+    envs = make_vec_env(args.env, n_envs=settings.pop("n_envs"), seed=args.seed)
+    model_type = getattr(stable_baselines3, args.algo.upper())
+    model = model_type("MlpPolicy", envs, seed=args.seed, device="cpu", **settings)
+    callback = StopAtTarget()
+    model.learn(total_timesteps=args.total_env_steps, callback=callback)
+    now = time.monotonic()
+    returns = list(callback.returns)
+    result = {"reached": callback.reached,
+              "mean_return": sum(returns) / len(returns) if returns else None,
+              "env_steps": int(model.num_timesteps),
+              "seconds_from_first_step": now - callback.started,
+              "seconds_total": now - STARTED}
+    print(f"sb3 {args.algo} {args.env} seed {args.seed}: reached {result['reached']}, "
+          f"{result['env_steps']:,} env steps, {result['seconds_from_first_step']:.1f}s "
+          f"from the first env step")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
