@@ -13,21 +13,23 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from shoal.algorithms.base import EnvSpec, PolicyStep, Weights, load_weights
-from shoal.algorithms.networks import is_image, torso_and_head
+from shoal.algorithms.networks import is_image, orthogonal_init, torso_and_head
 from shoal.algorithms.returns import advantages_and_returns
 
 
 class ActorCritic(nn.Module):
     """Separate policy and value networks; a categorical policy for discrete actions, a
-    diagonal Gaussian with a state-independent log standard deviation for Box actions."""
+    diagonal Gaussian with a state-independent log standard deviation for Box actions.
+    MLPs use tanh; the Nature CNN keeps its ReLUs."""
 
     def __init__(self, spec: EnvSpec, hidden: tuple[int, ...]) -> None:
         super().__init__()
         self.discrete = spec.discrete
         outputs = spec.num_actions if spec.num_actions is not None else int(
             np.prod(spec.action_shape))
-        self.policy = torso_and_head(spec, hidden, outputs)
-        self.value = torso_and_head(spec, hidden, 1)
+        # tanh and orthogonal init, as in the reference PPO/A2C (see ``orthogonal_init``)
+        self.policy = orthogonal_init(torso_and_head(spec, hidden, outputs, nn.Tanh), 0.01)
+        self.value = orthogonal_init(torso_and_head(spec, hidden, 1, nn.Tanh), 1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.zeros(outputs))
 

@@ -1,16 +1,23 @@
-"""Actor throughput: env steps/s and updates/s of DQN training per actor count, and what the
-actor-learner machinery costs an actor compared with a bare env + policy loop.
+"""Actor throughput: env steps/s and updates/s of training per actor count (and, on-policy,
+per collection mode), and what the actor-learner machinery costs an actor compared with a
+bare env + policy loop.
 
-    python benchmarks/actor_throughput.py [--actors 1 2 4] [--envs-per-actor 8] \
-        [--seconds 20] [--local] [--config FILE] [--raw-steps 2000] [--json]
+    python benchmarks/actor_throughput.py [--algo dqn] [--actors 1 2 4] [--envs-per-actor 8] \
+        [--max-policy-lag K ...] [--seconds 20] [--local] [--config FILE] [--raw-steps 2000] \
+        [--json]
 
-(a) Per actor count, a real ``shoal train --algo dqn`` with no target and a step budget too
+(a) Per actor count, a real ``shoal train --algo ALGO`` with no target and a step budget too
 large to matter, interrupted (SIGINT, as Ctrl-C) once its events.jsonl throughput lines
 span --seconds after the first. The first line is dropped (start-up, and the replay warm-up
 when actors run free of the rate limiter); rates are the cumulative counters' differences
 between the first and last line over their timestamps.
 
-(b) In the same invocation, before training: the same vector env stepped by the same DQN
+For ppo and a2c, each actor count runs synchronously and then once per --max-policy-lag K
+(asynchronous: actors collect up to K + 1 rollouts per weight version, the learner leaves
+out rollouts more than K versions old); the rows then also say the mean policy lag of
+what the learner trained on and the fraction of rollouts it left out.
+
+(b) In the same invocation, before training: the same vector env stepped by the same
 policy network in one process, with no adder, replay or transport (policy.act + envs.step),
 against (a)'s per-actor env steps/s with 1 actor (added when --actors lacks it).
 
@@ -21,9 +28,11 @@ well below 1 lets the actor run and shows what transport costs.
 
 With --json the last line is one JSON object: envs_per_actor; raw_env_steps_per_s (b, bare
 loop); shoal_actor_env_steps_per_s (b, the actor of the 1-actor run); ratio (shoal / raw);
-runs (a): one object per actor count with actors, seconds (measured span),
+runs (a): one object per actor count (and mode) with actors, max_policy_lag (null:
+synchronous or off-policy), seconds (measured span),
 env_steps_per_s, env_steps_per_s_per_actor, updates_per_s, actor_wait_fraction (actor time
-blocked on the rate limiter), learner_wait_fraction (learner time waiting for a batch);
+blocked on the rate limiter), learner_wait_fraction (learner time waiting for a batch),
+policy_lag (mean, versions), stale_dropped_fraction (of the items the learner received);
 null when unmeasured. Nothing is asserted: the machine is shared and noisy.
 """
 
@@ -44,18 +53,22 @@ SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]  # the `shoal` entry point
 HUGE_BUDGET = 10**12        # env steps: the benchmark, not the budget, ends a run
 START_UP_SECONDS = 90.0     # give up on a run with no throughput line by then
 INTERRUPT_GRACE = 30.0      # seconds for the command to tear down after SIGINT
+ON_POLICY = ("ppo", "a2c")  # the algorithms with a synchronous and an asynchronous mode
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", default="dqn", help="dqn, ppo or a2c")
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--max-policy-lag", type=int, nargs="*", default=[], metavar="K",
+                        help="ppo/a2c: also an asynchronous run per K, beside the synchronous")
     parser.add_argument("--envs-per-actor", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="measured span of each training run, after its first report")
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--local", action="store_true", help="passed through to shoal train")
     parser.add_argument("--config", type=Path,
-                        help="DQN settings YAML, for shoal train and the raw loop's network")
+                        help="algorithm settings YAML, for shoal train and the raw loop's policy")
     parser.add_argument("--raw-steps", type=int, default=2000,
                         help="vector steps per timed repetition of the raw loop")
     parser.add_argument("--run-dir", type=Path,
@@ -67,28 +80,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ----------------------------------------------------------------- (b) the bare loop
 
 
-def dqn_config(path: Path | None) -> Any:
+def algorithm_config(algo: str, path: Path | None) -> Any:
     """The same settings shoal train gets, so the raw loop acts with the same network."""
     import yaml
 
-    from shoal.algorithms.dqn import DQNConfig
+    from shoal.launcher.components import algorithm_config as from_values
 
-    values = yaml.safe_load(path.read_text()) if path else {}
-    return DQNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return from_values(algo, yaml.safe_load(path.read_text()) if path else {})
 
 
-def raw_env_steps_per_s(env_id: str, num_envs: int, config: Any, vector_steps: int,
+def raw_env_steps_per_s(algo: str, env_id: str, num_envs: int, config: Any, vector_steps: int,
                         repeats: int = 3) -> float:
     """policy.act + envs.step and nothing else: the ceiling an actor could reach. One torch
     thread, as each shoal actor uses; the median of a few repetitions, after a warm-up."""
     import torch
 
     from shoal.actors.envs import env_spec, make_vector_env
-    from shoal.algorithms.dqn import DQNPolicy
+    from shoal.algorithms.registry import ALGORITHMS
 
     torch.set_num_threads(1)
     envs = make_vector_env(env_id, num_envs, seed=0)
-    policy = DQNPolicy(config, env_spec(envs), actor_index=0, num_actors=1, seed=0)
+    policy = ALGORITHMS[algo].make_policy(config, env_spec(envs), 0, 1, seed=0)
     obs, _ = envs.reset(seed=0)
     rates = []
     try:
@@ -107,10 +119,13 @@ def raw_env_steps_per_s(env_id: str, num_envs: int, config: Any, vector_steps: i
 # ------------------------------------------------------------------ (a) shoal train
 
 
-def train_command(args: argparse.Namespace, actors: int, parent: Path) -> list[str]:
-    command = [*SHOAL, "train", "--algo", "dqn", "--env", args.env, "--actors", str(actors),
-               "--envs-per-actor", str(args.envs_per_actor),
+def train_command(args: argparse.Namespace, actors: int, lag: int | None,
+                  parent: Path) -> list[str]:
+    command = [*SHOAL, "train", "--algo", args.algo, "--env", args.env,
+               "--actors", str(actors), "--envs-per-actor", str(args.envs_per_actor),
                "--total-env-steps", str(HUGE_BUDGET), "--run-dir", str(parent)]
+    if lag is not None:
+        command += ["--max-policy-lag", str(lag)]
     if args.config is not None:
         command += ["--config", str(args.config)]
     if args.local:
@@ -149,7 +164,8 @@ def stop(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def watch_run(args: argparse.Namespace, actors: int, parent: Path) -> list[dict[str, Any]]:
+def watch_run(args: argparse.Namespace, actors: int, lag: int | None,
+              parent: Path) -> list[dict[str, Any]]:
     """Runs shoal train until its throughput lines span --seconds after the first, then
     interrupts it. SIGINT is restored to its default in the child: a shell that starts
     this script in the background leaves SIGINT ignored, and Python would inherit that."""
@@ -157,7 +173,7 @@ def watch_run(args: argparse.Namespace, actors: int, parent: Path) -> list[dict[
     log = parent / "train.log"  # its progress lines; shown only if it fails
     with log.open("w") as output:
         process = subprocess.Popen(
-            train_command(args, actors, parent), stdout=output, stderr=subprocess.STDOUT,
+            train_command(args, actors, lag, parent), stdout=output, stderr=subprocess.STDOUT,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started = time.monotonic()
     lines: list[dict[str, Any]] = []
@@ -179,22 +195,29 @@ def watch_run(args: argparse.Namespace, actors: int, parent: Path) -> list[dict[
     return throughput_lines(parent)
 
 
-def steady_state(lines: list[dict[str, Any]], actors: int) -> dict[str, Any]:
+def steady_state(lines: list[dict[str, Any]], actors: int, lag: int | None) -> dict[str, Any]:
     """Rates between the first and the last throughput line (counters are cumulative, so
     this is exact over the span and leaves out the start-up the first line includes)."""
-    keys = ("env_steps", "updates", "insert_blocked_seconds", "learner_wait_seconds")
+    keys = ("env_steps", "updates", "insert_blocked_seconds", "learner_wait_seconds",
+            "learner_samples", "stale_dropped")
     rates: dict[str, float | None] = dict.fromkeys(keys)
     span = lines[-1]["time"] - lines[0]["time"] if len(lines) >= 2 else 0.0
     for key in keys:
         if span > 0 and key in lines[0] and key in lines[-1]:
             rates[key] = (lines[-1][key] - lines[0][key]) / span
     steps, blocked = rates["env_steps"], rates["insert_blocked_seconds"]
-    return {"actors": actors, "seconds": span or None, "env_steps_per_s": steps,
+    trained, dropped = rates["learner_samples"], rates["stale_dropped"]
+    lags = [line["policy_lag"] for line in lines[1:] if line.get("policy_lag") is not None]
+    return {"actors": actors, "max_policy_lag": lag, "seconds": span or None,
+            "env_steps_per_s": steps,
             "env_steps_per_s_per_actor": None if steps is None else steps / actors,
             "updates_per_s": rates["updates"],
             # a wait is counted when it ends, so a short span can show a bit over 100 %
             "actor_wait_fraction": None if blocked is None else min(1.0, blocked / actors),
-            "learner_wait_fraction": rates["learner_wait_seconds"]}
+            "learner_wait_fraction": rates["learner_wait_seconds"],
+            "policy_lag": statistics.fmean(lags) if lags else None,
+            "stale_dropped_fraction": (dropped / (dropped + trained)
+                                       if dropped is not None and trained else None)}
 
 
 # ------------------------------------------------------------------------ the tables
@@ -204,24 +227,35 @@ def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_runs(rows: list[dict[str, Any]], envs_per_actor: int) -> None:
-    print(f"(a) shoal train --algo dqn, {envs_per_actor} envs per actor, steady state")
-    header = (f"{'actors':>6} {'env steps/s':>11} {'per actor':>9} {'updates/s':>9} "
-              f"{'actors wait':>11} {'learner waits':>13} {'seconds':>7}")
+def mode(lag: int | None, algo: str) -> str:
+    if algo not in ON_POLICY:
+        return "-"
+    return "sync" if lag is None else f"async {lag}"
+
+
+def print_runs(rows: list[dict[str, Any]], algo: str, envs_per_actor: int) -> None:
+    print(f"(a) shoal train --algo {algo}, {envs_per_actor} envs per actor, steady state")
+    header = (f"{'actors':>6} {'mode':>8} {'env steps/s':>11} {'per actor':>9} "
+              f"{'updates/s':>9} {'actors wait':>11} {'learner waits':>13} "
+              f"{'policy lag':>10} {'dropped':>7} {'seconds':>7}")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['actors']:>6} {fmt(row['env_steps_per_s'], ',.0f'):>11} "
+        print(f"{row['actors']:>6} {mode(row['max_policy_lag'], algo):>8} "
+              f"{fmt(row['env_steps_per_s'], ',.0f'):>11} "
               f"{fmt(row['env_steps_per_s_per_actor'], ',.0f'):>9} "
               f"{fmt(row['updates_per_s'], ',.0f'):>9} "
               f"{fmt(row['actor_wait_fraction'], '.0%'):>11} "
               f"{fmt(row['learner_wait_fraction'], '.0%'):>13} "
+              f"{fmt(row['policy_lag'], '.2f'):>10} "
+              f"{fmt(row['stale_dropped_fraction'], '.0%'):>7} "
               f"{fmt(row['seconds'], '.1f'):>7}")
 
 
-def print_overhead(raw: float, shoal: float | None, envs_per_actor: int) -> None:
+def print_overhead(raw: float, shoal: float | None, algo: str, envs_per_actor: int) -> None:
     print(f"\n(b) one actor, {envs_per_actor} envs: what the actor-learner machinery costs")
-    print(f"{'raw vector env + DQN policy, one process':<48} {raw:>10,.0f} env steps/s")
+    print(f"{'raw vector env + ' + algo + ' policy, one process':<48} "
+          f"{raw:>10,.0f} env steps/s")
     print(f"{'shoal actor, with replay service and learner':<48} "
           f"{fmt(shoal, ',.0f'):>10} env steps/s")
     print(f"{'ratio shoal / raw':<48} {fmt(shoal / raw if shoal else None, '.3f'):>10}")
@@ -230,17 +264,23 @@ def print_overhead(raw: float, shoal: float | None, envs_per_actor: int) -> None
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     counts = sorted(set(args.actors) | {1})
-    raw = raw_env_steps_per_s(args.env, args.envs_per_actor, dqn_config(args.config),
-                              args.raw_steps)
+    lags: list[int | None] = [None]
+    if args.algo in ON_POLICY:
+        lags += args.max_policy_lag
+    raw = raw_env_steps_per_s(args.algo, args.env, args.envs_per_actor,
+                              algorithm_config(args.algo, args.config), args.raw_steps)
     rows = []
     with tempfile.TemporaryDirectory(prefix="shoal-actor-throughput-") as temporary:
         root = args.run_dir or Path(temporary)
         for actors in counts:
-            lines = watch_run(args, actors, root / f"actors-{actors}")
-            rows.append(steady_state(lines, actors))
-    print_runs(rows, args.envs_per_actor)
-    shoal = next(row["env_steps_per_s_per_actor"] for row in rows if row["actors"] == 1)
-    print_overhead(raw, shoal, args.envs_per_actor)
+            for lag in lags:
+                name = f"actors-{actors}" + ("" if lag is None else f"-lag-{lag}")
+                lines = watch_run(args, actors, lag, root / name)
+                rows.append(steady_state(lines, actors, lag))
+    print_runs(rows, args.algo, args.envs_per_actor)
+    shoal = next(row["env_steps_per_s_per_actor"] for row in rows
+                 if row["actors"] == 1 and row["max_policy_lag"] is None)
+    print_overhead(raw, shoal, args.algo, args.envs_per_actor)
     if args.json:
         print(json.dumps({"envs_per_actor": args.envs_per_actor, "raw_env_steps_per_s": raw,
                           "shoal_actor_env_steps_per_s": shoal,

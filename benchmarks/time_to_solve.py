@@ -2,7 +2,7 @@
 
     python benchmarks/time_to_solve.py --algo dqn --env CartPole-v1 --actors 2 \
         --seeds 0 1 2 [--envs-per-actor E] [--total-env-steps N] [--target-return 475] \
-        [--eval-episodes 20] [--local] [--config FILE] [--run-dir DIR] [--json]
+        [--eval-episodes 20] [--local] [--config FILE] [--run-dir DIR] [--sb3] [--json]
 
 Each seed is one ``shoal train ... --target-return R --json`` subprocess (the same command a
 user types, so the launch, imports and teardown are in the time), followed by
@@ -15,6 +15,13 @@ the train summary keys (reached, mean_return, env_steps, updates, seconds_from_f
 seconds_total, run_dir) plus seed, command_seconds (wall time of the train command, from
 its start to its exit), eval_mean_return and eval_episodes; a seed whose train or eval
 command failed also has an ``error`` string, and null for what it could not measure.
+
+With --sb3, each seed's shoal run is followed by Stable-Baselines3's on the same task, seed
+and target (``sb3_time_to_solve.py``: rl-baselines3-zoo's tuned settings, the same
+last-20-episodes criterion), so the two are measured side by side under the same machine
+load; rows then also carry ``sb3`` (reached, mean_return, env_steps,
+seconds_from_first_step, seconds_total, command_seconds) and ``ratio_to_sb3`` (shoal's
+seconds from the first env step over SB3's, when both reached the target).
 Nothing is asserted: the machine is shared and noisy.
 """
 
@@ -51,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="algorithm settings YAML for shoal train")
     parser.add_argument("--run-dir", type=Path,
                         help="parent of the runs (default: a new temporary directory)")
+    parser.add_argument("--sb3", action="store_true",
+                        help="also time Stable-Baselines3 on each seed (the bench extra)")
     parser.add_argument("--json", action="store_true", help="end with a JSON list of seeds")
     return parser.parse_args(argv)
 
@@ -124,6 +133,30 @@ def measure_seed(args: argparse.Namespace, seed: int, root: Path) -> dict[str, A
     return row
 
 
+def run_sb3(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """SB3 on the same task, seed and target, in a process of its own like shoal's."""
+    command = [sys.executable, str(Path(__file__).with_name("sb3_time_to_solve.py")),
+               "--algo", args.algo, "--env", args.env, "--seed", str(seed),
+               "--target-return", str(args.target_return), "--json"]
+    if args.total_env_steps is not None:
+        command += ["--total-env-steps", str(args.total_env_steps)]
+    started = time.monotonic()
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    try:
+        row = dict(last_json_line(result.stdout))
+    except ValueError:
+        row = {"error": f"sb3 exited {result.returncode}"}
+    row["command_seconds"] = time.monotonic() - started
+    return row
+
+
+def ratio_to_sb3(row: dict[str, Any]) -> float | None:
+    sb3 = row.get("sb3") or {}
+    if not (row["reached"] and sb3.get("reached")):
+        return None
+    return float(row["seconds_from_first_step"]) / float(sb3["seconds_from_first_step"])
+
+
 def fmt(value: Any, spec: str = "") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -144,6 +177,14 @@ def print_table(rows: list[dict[str, Any]], target: float) -> None:
               f"{fmt(row['seconds_total'], '.1f'):>7} {row['command_seconds']:>9.1f} "
               f"{fmt(row['eval_mean_return'], '.1f'):>8} {fmt(passed):>9}"
               + (f"  ({row['error']})" if row.get("error") else ""))
+        if "sb3" in row:
+            sb3 = row["sb3"]
+            print(f"{'sb3':>4} {fmt(sb3.get('reached')):>7} "
+                  f"{fmt(sb3.get('mean_return'), '.1f'):>9} {fmt(sb3.get('env_steps'), ','):>10} "
+                  f"{'':>8} {fmt(sb3.get('seconds_from_first_step'), '.1f'):>10} "
+                  f"{fmt(sb3.get('seconds_total'), '.1f'):>7} {sb3['command_seconds']:>9.1f}"
+                  f"   shoal/sb3 time from 1st step: {fmt(row['ratio_to_sb3'], '.2f')}"
+                  + (f"  ({sb3['error']})" if sb3.get("error") else ""))
 
 
 def print_footer(rows: list[dict[str, Any]], target: float) -> None:
@@ -160,6 +201,10 @@ def print_footer(rows: list[dict[str, Any]], target: float) -> None:
     if evals:
         passed = sum(value >= target for value in evals)
         line += f"; greedy eval >= target in {passed}/{len(evals)}"
+    ratios = [row["ratio_to_sb3"] for row in rows if row.get("ratio_to_sb3") is not None]
+    if ratios:
+        line += (f"; shoal/sb3 wall clock from the first env step: median "
+                 f"{statistics.median(ratios):.2f} over {len(ratios)} seeds")
     print(line)
 
 
@@ -170,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:
         row = measure_seed(args, seed, root)
+        if args.sb3:
+            row["sb3"] = run_sb3(args, seed)
+            row["ratio_to_sb3"] = ratio_to_sb3(row)
         rows.append(row)
         if row["exit_code"] == BAD_ARGUMENTS:
             print("shoal train rejected its arguments; the other seeds would too",

@@ -140,6 +140,7 @@ class LearnerComponent:
                 "loss": statistics.fmean(losses) if losses else None,
                 "wait_seconds": prefetcher.wait_seconds if prefetcher else 0.0,
                 "update_seconds": stats.update_seconds, "device": str(self.device),
+                "samples": stats.samples, "stale_dropped": stats.stale_dropped,
                 "error": self.background.error}
 
     def stop(self, checkpoint: bool = True) -> Path | None:
