@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from shoal.actors.collectors import COLLECTORS
@@ -85,8 +86,14 @@ class Actor:
         self._replay = replay
         self._table = table
         self._weights = weights
-        self.policy = algorithm.make_policy(config, probe_spec(env_id), actor_index, num_actors,
+        spec = probe_spec(env_id)
+        self.policy = algorithm.make_policy(config, spec, actor_index, num_actors,
                                             seed=self._seed)
+        # Gaussian policies sample past a Box's bounds: the env gets the clipped action,
+        # the item keeps the sampled one (its log-prob is the one the learner scores).
+        self._bounds = (None if spec.discrete
+                        else (np.asarray(spec.action_low, np.float32).reshape(spec.action_shape),
+                              np.asarray(spec.action_high, np.float32).reshape(spec.action_shape)))
         self._experience = algorithm.experience
 
     def _follow_weights(self) -> None:
@@ -115,7 +122,6 @@ class Actor:
         collector = COLLECTORS[self._experience](self._config, self._num_envs, self.policy)
         obs, _ = envs.reset(seed=self._seed)
         stats = self.stats
-        version, written_at_version = self.policy.version, 0  # items written with version
         try:
             with self._replay.writer(self._table) as writer:
                 while not stop.is_set() and (max_env_steps is None
@@ -124,7 +130,9 @@ class Actor:
                     started = time.perf_counter()
                     step = self.policy.act(obs)
                     stats.inference_seconds += time.perf_counter() - started
-                    next_obs, rewards, terminated, truncated, info = envs.step(step.actions)
+                    actions = step.actions if self._bounds is None else np.clip(
+                        step.actions, *self._bounds)
+                    next_obs, rewards, terminated, truncated, info = envs.step(actions)
                     if stats.first_step_time is None:
                         stats.first_step_time = time.time()
                     items = collector.observe(obs, step, rewards, next_obs, terminated,
@@ -135,11 +143,8 @@ class Actor:
                         stats.items_sent += len(next(iter(columns.values())))
                         if collector.flush_each_item:
                             writer.flush()
-                        written_at_version = (written_at_version + 1
-                                              if version == self.policy.version else 1)
-                        version = self.policy.version
-                        if written_at_version == collector.items_per_version:
-                            self._wait_for_newer_weights(stop)  # on-policy: bounded lag
+                        if not collector.may_continue():  # on-policy: bounded lag
+                            self._wait_for_newer_weights(stop)
                         stats.insert_blocked_seconds = writer.blocked_seconds
                     stats.env_steps += self._num_envs
                     for env_return, length in episode_returns(info):

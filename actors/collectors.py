@@ -3,8 +3,8 @@
 ``TransitionCollector`` (DQN, SAC): n-step transitions with Ape-X initial priorities.
 ``RolloutCollector`` (PPO, A2C): one T x E rollout per item, with behaviour log-probs,
 values and bootstrap values. A synchronous actor waits after each rollout for the weights
-the learner trains from it; an asynchronous one (``max_policy_lag`` K) goes on for up to
-K + 1 rollouts per weight version. ``observe`` returns (columns with the item axis first,
+the learner trains from it; an asynchronous one (``max_policy_lag`` K) stays up to K + 1
+rollouts ahead of the learner. ``observe`` returns (columns with the item axis first,
 priorities or None), or None when no item is complete yet.
 """
 
@@ -21,8 +21,11 @@ Items = tuple[dict[str, np.ndarray], np.ndarray | None]
 
 
 class TransitionCollector:
-    items_per_version: int | None = None  # off-policy: collect regardless of the learner
     flush_each_item = False  # many small items: the writer batches them into messages
+
+    @staticmethod
+    def may_continue() -> bool:
+        return True  # off-policy: collect regardless of the learner
 
     def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
         self._adder = NStepTransitionAdder(num_envs, config.n_step, config.gamma)
@@ -47,13 +50,26 @@ class RolloutCollector:
     flush_each_item = True  # a rollout is a message of its own; the learner waits for it
 
     def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
-        # Rollouts an actor writes per weight version before it waits for the next one:
-        # 1 is synchronous; K + 1 keeps collection going while the learner trains, without
-        # queueing rollouts the learner would drop as more than K versions old.
-        lag = config.max_policy_lag
-        self.items_per_version = 1 if lag is None else lag + 1
         self._adder = RolloutAdder(num_envs, config.rollout_length)
         self._policy = policy
+        # Rollouts this actor may have written that the learner has not yet trained on:
+        # 1 is synchronous; K + 1 keeps collection going while the learner trains.
+        lag = config.max_policy_lag
+        self._limit = 1 if lag is None else lag + 1
+        self._left = self._limit
+        self._seen_version = policy.version
+
+    def may_continue(self) -> bool:
+        """Called after each rollout written: False when the actor must wait for newer
+        weights first. Each update consumes about one rollout per actor, so each new
+        version gives one back (up to the limit); without that, an actor faster than the
+        learner would keep K + 1 rollouts of every version queued, and the learner would
+        drop all but one of them as too old."""
+        version = self._policy.version
+        self._left = min(self._limit, self._left + version - self._seen_version)
+        self._seen_version = version
+        self._left -= 1
+        return self._left > 0
 
     def observe(self, obs: np.ndarray, step: PolicyStep, rewards: np.ndarray,
                 next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,

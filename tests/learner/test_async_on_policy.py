@@ -73,7 +73,7 @@ def test_learner_leaves_out_and_counts_rollouts_older_than_the_lag_bound():
     assert buckets[0] == ("0", 2.0) and total == 0.0
 
 
-def test_asynchronous_actor_writes_at_most_lag_plus_one_rollouts_per_version():
+def test_asynchronous_actor_stays_at_most_lag_plus_one_rollouts_ahead():
     lag = 2
     config = PPOConfig(rollout_length=STEPS, max_policy_lag=lag)
     table = table_from_dict(PPO.table(config, SPEC, ENVS))
@@ -91,13 +91,17 @@ def test_asynchronous_actor_writes_at_most_lag_plus_one_rollouts_per_version():
         thread.start()
         try:
             wait_until(lambda: actor.stats.items_sent == lag + 1, what="K + 1 rollouts")
-            parameters.publish(weights, version=2)
-            wait_until(lambda: actor.stats.items_sent == 2 * (lag + 1), what="K + 1 more")
+            parameters.publish(weights, version=2)  # one update: room for one more
+            wait_until(lambda: actor.stats.items_sent == lag + 2, what="one more rollout")
+            parameters.publish(weights, version=4)  # two more updates: two more
+            wait_until(lambda: actor.stats.items_sent == lag + 4, what="two more rollouts")
         finally:
             stop.set()
             thread.join(10)
-        wait_until(lambda: table.stats().size >= 2 * (lag + 1), what="rollouts stored")
-        with replay.sample("rollouts", 2 * (lag + 1), num_batches=1) as batches:
+        count = lag + 4
+        wait_until(lambda: table.stats().size >= count, what="rollouts stored")
+        with replay.sample("rollouts", count, num_batches=1) as batches:
             versions = next(iter(batches)).columns["version"]
     per_rollout = versions.reshape(len(versions), -1).max(axis=1)
-    assert per_rollout.tolist() == [1] * (lag + 1) + [2] * (lag + 1)
+    # Had the actor not waited, more rollouts of the older versions would sit in between.
+    assert per_rollout.tolist() == [1] * (lag + 1) + [2] + [4, 4]

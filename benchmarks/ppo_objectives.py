@@ -1,0 +1,110 @@
+"""PPO's objectives side by side: final return at equal env steps, per env and seed.
+
+    python benchmarks/ppo_objectives.py [--objectives clip kl_adaptive none] \
+        [--seeds 0 1 2] [--cartpole-steps 60000] [--pendulum-steps 200000] [--parallel 2] \
+        [--run-dir DIR] [--json]
+
+Each cell is a real ``shoal train --algo ppo --local`` with no target, so every run takes
+the same number of env steps; the figure is the run's final mean return over its last 20
+training episodes. CartPole-v1 runs with shoal's PPO defaults, Pendulum-v1 with
+``configs/ppo_pendulum.yaml``; only ``objective`` changes between the columns (kl_adaptive
+starts from beta 1 and targets KL 0.01; none is the unclipped ratio-weighted policy
+gradient, run for the same epochs). Synchronous runs take the same steps whatever the
+machine's load, so ``--parallel`` runs may share the cores without changing the figures
+(only their wall time).
+
+With --json the last line is a list of objects: env, objective, seed, env_steps,
+mean_return (null if the run failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
+PENDULUM_CONFIG = Path(__file__).with_name("configs") / "ppo_pendulum.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objectives", nargs="+", default=["clip", "kl_adaptive", "none"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--cartpole-steps", type=int, default=60_000)
+    parser.add_argument("--pendulum-steps", type=int, default=200_000)
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once")
+    parser.add_argument("--run-dir", type=Path,
+                        help="keep the runs (events.jsonl, checkpoints) under this folder")
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def run_cell(env: str, objective: str, seed: int, steps: int, actors: int,
+             folder: Path) -> dict[str, Any]:
+    settings = yaml.safe_load(PENDULUM_CONFIG.read_text()) if env == "Pendulum-v1" else {}
+    config = folder / f"{env}-{objective}-{seed}.yaml"
+    config.write_text(yaml.safe_dump({**settings, "objective": objective}))
+    result = subprocess.run(
+        [*SHOAL, "train", "--local", "--algo", "ppo", "--env", env, "--actors", str(actors),
+         "--seed", str(seed), "--total-env-steps", str(steps), "--config", str(config),
+         "--run-dir", str(folder / "runs"), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
+    row: dict[str, Any] = {"env": env, "objective": objective, "seed": seed,
+                           "env_steps": None, "mean_return": None}
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    try:
+        summary = json.loads(lines[-1])
+        row.update(env_steps=summary["env_steps"], mean_return=summary["mean_return"])
+    except (IndexError, ValueError, KeyError):
+        print(f"{env} {objective} seed {seed}: shoal train exited {result.returncode}",
+              file=sys.stderr)
+    print(f"{env:<12} {objective:<12} seed {seed}: {row['mean_return']}", file=sys.stderr)
+    return row
+
+
+def print_table(rows: list[dict[str, Any]], objectives: list[str]) -> None:
+    print(f"{'env':<12} {'env steps':>9} " + " ".join(f"{o:>26}" for o in objectives))
+    for env in dict.fromkeys(row["env"] for row in rows):
+        cells, steps = [], None
+        for objective in objectives:
+            values = [row["mean_return"] for row in rows if row["env"] == env
+                      and row["objective"] == objective and row["mean_return"] is not None]
+            steps = steps or next((row["env_steps"] for row in rows if row["env"] == env), None)
+            text = " / ".join(f"{v:.0f}" for v in values)
+            if values:
+                text += f" (mean {statistics.fmean(values):.0f})"
+            cells.append(f"{text:>26}")
+        print(f"{env:<12} {steps or 0:>9,} " + " ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    jobs = [(env, objective, seed, steps)
+            for env, steps in (("CartPole-v1", args.cartpole_steps),
+                               ("Pendulum-v1", args.pendulum_steps))
+            for objective in args.objectives for seed in args.seeds]
+    with tempfile.TemporaryDirectory(prefix="shoal-ppo-objectives-") as temporary:
+        folder = args.run_dir or Path(temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            rows = list(pool.map(
+                lambda job: run_cell(job[0], job[1], job[2], job[3], args.actors, folder),
+                jobs))
+    print_table(rows, args.objectives)
+    if args.json:
+        print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
