@@ -1,9 +1,11 @@
 """PPO and A2C through the whole on-policy loop in one process: synchronous actors write
-one rollout per weight version to the FIFO table, the learner trains on it and publishes."""
+one rollout per weight version to the FIFO table, the learner trains on it and publishes; and asynchronously, actors running ahead within the
+lag bound."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +13,8 @@ SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
 
 
 @pytest.mark.parametrize(("algo", "envs", "steps", "rollout", "threshold"), [
-    ("ppo", 8, 15_000, 32, 100),    # measured 281 (seed 0)
-    ("a2c", 16, 40_000, 5, 80),     # measured 195 (seed 0)
+    ("ppo", 8, 25_000, 32, 150),    # measured 352 (seed 0; 108-188 at 15k, runs vary)
+    ("a2c", 16, 40_000, 5, 80),     # measured 220 (seed 0)
 ])
 def test_learns_cartpole_beyond_random_and_evaluates(tmp_path, algo, envs, steps, rollout,
                                                       threshold):
@@ -30,3 +32,23 @@ def test_learns_cartpole_beyond_random_and_evaluates(tmp_path, algo, envs, steps
                                  "--json"], capture_output=True, text=True, timeout=120)
     assert evaluation.returncode == 0, evaluation.stderr
     assert json.loads(evaluation.stdout.strip().splitlines()[-1])["mean_return"] > 30
+
+
+def test_asynchronous_a2c_learns_and_reports_its_policy_lag(tmp_path):
+    """--max-policy-lag 1: the actor collects while the learner trains; the learner's
+    throughput events carry the lag it trained at, which stays within the bound."""
+    result = subprocess.run(
+        [*SHOAL, "train", "--algo", "a2c", "--env", "CartPole-v1", "--local", "--actors", "1",
+         "--envs-per-actor", "16", "--total-env-steps", "40000", "--max-policy-lag", "1",
+         "--seed", "0", "--run-dir", str(tmp_path / "runs"), "--json"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["mean_return"] >= 80, summary  # measured 321 and 469 (seed 0)
+    assert summary["updates"] <= summary["env_steps"] / (5 * 16) + 2, summary  # none twice
+    events = [json.loads(line) for line in
+              (Path(summary["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    lags = [e["policy_lag"] for e in events
+            if e["event"] == "throughput" and e.get("policy_lag") is not None]
+    assert lags and max(lags) <= 1.0, lags
+    assert any(lag > 0 for lag in lags), lags  # it did run ahead of the learner
