@@ -1,6 +1,6 @@
 """PPO and A2C through the whole on-policy loop in one process: synchronous actors write
-one rollout per weight version to the FIFO table, the learner trains on it and publishes; and asynchronously, actors running ahead within the
-lag bound."""
+one rollout per weight version to the FIFO table, the learner trains on it and publishes;
+and asynchronously, actors running ahead within the lag bound."""
 
 import json
 import subprocess
