@@ -78,9 +78,12 @@ class NStepTransitionAdder:
             return None
         steps, rewards, bootstrap, discounts = zip(*self._out, strict=True)
         self._out = []
+        actions = np.stack([np.asarray(step.action) for step in steps])
         return {
             "obs": np.stack([step.obs for step in steps]),
-            "action": np.array([step.action for step in steps], dtype=np.int64),
+            # discrete actions as int64 (DQN), Box actions as float32 (SAC)
+            "action": actions.astype(np.int64 if np.issubdtype(actions.dtype, np.integer)
+                                     else np.float32),
             "reward": np.array(rewards, dtype=np.float32),
             "next_obs": np.stack(bootstrap),
             "discount": np.array(discounts, dtype=np.float32),

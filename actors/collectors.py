@@ -1,6 +1,7 @@
 """What an actor turns its steps into, by the kind of experience an algorithm learns from.
 
-``TransitionCollector`` (DQN, SAC): n-step transitions with Ape-X initial priorities.
+``TransitionCollector`` (DQN, SAC): n-step transitions, with Ape-X initial priorities
+when the policy gives them (DQN; SAC's items take the table's highest priority).
 ``RolloutCollector`` (PPO, A2C): one T x E rollout per item, with behaviour log-probs,
 values and bootstrap values. A synchronous actor waits after each rollout for the weights
 the learner trains from it; an asynchronous one (``max_policy_lag`` K) stays up to K + 1
@@ -34,10 +35,11 @@ class TransitionCollector:
     def observe(self, obs: np.ndarray, step: PolicyStep, rewards: np.ndarray,
                 next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
                 final_obs: np.ndarray | None) -> Items | None:
-        q_values = step.extras["q_values"]
+        q_values = step.extras.get("q_values")  # DQN's, for Ape-X initial priorities
+        q_taken = (None if q_values is None
+                   else q_values[np.arange(len(step.actions)), step.actions])
         self._adder.add(obs, step.actions, rewards, next_obs, terminated, truncated, final_obs,
-                        self._policy.version,
-                        q_taken=q_values[np.arange(len(step.actions)), step.actions])
+                        self._policy.version, q_taken=q_taken)
         items = self._adder.take()
         if items is None:
             return None

@@ -106,6 +106,7 @@ class A2CLearner:
 
 class A2C:
     name = "a2c"
+    action_spaces = ("discrete", "box")
     config_type = A2CConfig
     experience = "rollouts"
     publish_every = 1

@@ -83,6 +83,7 @@ class Algorithm(Protocol):
     name: str
     config_type: type
     experience: str      # "transitions" or "rollouts": what actors collect for it
+    action_spaces: tuple[str, ...]  # "discrete" and/or "box": what it can act in
     publish_every: int   # updates between weight versions
 
     def table(self, config: Any, spec: EnvSpec, num_envs: int) -> dict[str, Any]:

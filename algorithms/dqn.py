@@ -276,6 +276,7 @@ class DQNLearner:
 
 class DQN:
     name = "dqn"
+    action_spaces = ("discrete",)
     config_type = DQNConfig
     experience = "transitions"   # the actors' collector (actors/collectors.py)
     publish_every = 10           # updates between weight versions

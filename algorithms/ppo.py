@@ -226,6 +226,7 @@ class PPOLearner:
 
 class PPO:
     name = "ppo"
+    action_spaces = ("discrete", "box")
     config_type = PPOConfig
     experience = "rollouts"
     publish_every = 1   # synchronous: every update is the next version the actors wait for

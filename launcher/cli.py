@@ -78,7 +78,7 @@ def _algorithm_config(args: argparse.Namespace) -> Any:
     ``--config`` and ``--env``: every command that runs a piece of a run starts here."""
     import dataclasses
 
-    from shoal.actors.envs import UnknownEnv, make_env
+    from shoal.actors.envs import UnknownEnv, env_spec, make_env
     from shoal.algorithms.registry import ALGORITHMS
 
     algorithm = ALGORITHMS.get(args.algo)
@@ -97,9 +97,14 @@ def _algorithm_config(args: argparse.Namespace) -> Any:
     except (TypeError, ValueError) as error:
         raise UsageError(f"--config: {error}") from None
     try:
-        make_env(args.env).close()
+        spec = env_spec(env := make_env(args.env))
+        env.close()
     except UnknownEnv as error:
         raise UsageError(str(error)) from None
+    kind = "discrete" if spec.discrete else "box"
+    if kind not in algorithm.action_spaces:
+        raise UsageError(f"--algo: {args.algo} acts in {' or '.join(algorithm.action_spaces)} "
+                         f"action spaces; {args.env} has a {kind} one")
     return config
 
 

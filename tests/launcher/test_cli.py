@@ -59,7 +59,7 @@ def test_replay_demo_runs_a_server_process_end_to_end():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--algo", "ppo9", "--env", "CartPole-v1"], "--algo: expected one of ['a2c', 'dqn', 'ppo']"),
+    (["--algo", "ppo9", "--env", "CartPole-v1"], "--algo: expected one of ['a2c', 'dqn', 'ppo', 'sac']"),
     (["--algo", "dqn", "--env", "NoSuchEnv-v0"], "--env: "),
     (["--algo", "dqn", "--env", "CartPole-v1", "--actors", "0"], "--actors: expected a positive"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--total-env-steps", "-5"],

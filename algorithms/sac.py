@@ -1,0 +1,466 @@
+"""Soft Actor-Critic for Box actions, in its modern form (Haarnoja et al., 2018, "Soft
+Actor-Critic Algorithms and Applications"): twin Q networks with Polyak-averaged targets,
+a tanh-squashed Gaussian policy, and a temperature alpha tuned to hold the policy's
+entropy near a target.
+
+Read top to bottom, as CleanRL's ``sac_continuous_action.py``: the config, the pieces as
+pure functions (Polyak averaging, the squashed-Gaussian log-density, the temperature
+loss), the networks, the replay table, the policy actors run and the learner's update.
+Per update, on a batch of (s, a, r, s', d) transitions (the same fields as DQN's, written
+by ``NStepTransitionAdder``: r the discounted n-step reward, d = gamma^n or 0 at a
+termination)::
+
+    a' ~ pi(s'),  y = r + d (min_i Q_targ_i(s', a') - alpha log pi(a'|s'))
+    q_loss      = sum_i E[(Q_i(s, a) - y)^2]
+    policy_loss = E[alpha log pi(a~|s) - min_i Q_i(s, a~)],  a~ ~ pi(s) (reparameterised)
+    alpha_loss  = -E[log alpha (log pi(a~|s) + target_entropy)]
+    Q_targ_i   <- (1 - tau) Q_targ_i + tau Q_i
+
+One update per env step (samples_per_insert = batch_size) as in the paper; the replay
+service's rate limiter holds that ratio whatever the number of actors.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shoal.algorithms.base import EnvSpec, PolicyStep, StepResult, Weights, load_weights
+from shoal.algorithms.base import weights_of as module_weights
+from shoal.algorithms.dqn import importance_weights
+from shoal.algorithms.networks import is_image, mlp
+
+LOG_STD_MIN = -5.0
+"""The policy's log standard deviation is squashed into [LOG_STD_MIN, LOG_STD_MAX]: below,
+the density (and log pi) blows up; above, tanh saturates and every action is +-1."""
+LOG_STD_MAX = 2.0
+
+
+@dataclass
+class SACConfig:
+    """Defaults for Pendulum-v1, after the SAC paper and rl-baselines3-zoo's tuned Pendulum
+    SAC (Adam at 1e-3, batch 256, tau 0.005, entropy temperature tuned from 1.0)."""
+
+    learning_rate: float = 1e-3
+    """Adam's step size for the policy."""
+    q_learning_rate: float = 1e-3
+    """Adam's step size for the twin Q networks."""
+    alpha_learning_rate: float = 1e-3
+    """Adam's step size for log alpha (autotune only)."""
+    gamma: float = 0.99
+    """Discount per env step."""
+    n_step: int = 1
+    """Rewards summed before bootstrapping (1: the paper's one-step target)."""
+    tau: float = 0.005
+    """Polyak coefficient: each update moves the target Q networks this fraction of the
+    way to the online ones."""
+    batch_size: int = 256
+    """Transitions per update."""
+    buffer_size: int = 1_000_000
+    """Replay table capacity (oldest transitions go first)."""
+    learning_starts: int = 1_000
+    """Env steps per actor of uniformly random actions before the policy acts, and
+    transitions stored before the first update (the table's min_size_to_sample)."""
+    samples_per_insert: float = 256.0
+    """Sampled transitions per inserted one: one update of batch 256 per env step, as in
+    the paper, held by the replay service's rate limiter whatever the number of actors."""
+    ratio_tolerance: int = 1_024
+    """Inserted transitions either side may run ahead of samples_per_insert before the
+    rate limiter makes it wait: four Insert messages of 256, so actors and learner do not
+    take turns waiting for each other's next message."""
+    hidden: tuple[int, ...] = (256, 256)
+    """MLP layer widths of the policy and of each Q network."""
+    autotune: bool = True
+    """Tune alpha by gradient descent on alpha_loss; False keeps it at initial_alpha."""
+    initial_alpha: float = 1.0
+    """The entropy temperature to start from (autotune), or to keep (the paper's fixed
+    temperature runs used 0.2)."""
+    target_entropy: float | None = None
+    """The entropy autotune aims for; None: -|A|, the number of action dimensions."""
+    prioritized: bool = False
+    """Proportional prioritized replay (|TD error| priorities, importance weights) instead
+    of the uniform sampling of the paper."""
+    priority_alpha: float = 0.6
+    """Prioritization exponent (prioritized only)."""
+    priority_beta: float = 0.4
+    """Initial importance-sampling exponent, annealed linearly to 1 (prioritized only)."""
+    beta_anneal_updates: int = 20_000
+    """Updates over which beta reaches 1 (prioritized only)."""
+    priority_epsilon: float = 1e-3
+    """Added to |TD error| so no transition's priority is 0 (prioritized only)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau: expected in (0, 1], got {self.tau}")
+        if self.n_step < 1:
+            raise ValueError(f"n_step: expected >= 1, got {self.n_step}")
+        if self.learning_starts < 1:
+            raise ValueError(f"learning_starts: expected >= 1, got {self.learning_starts}")
+        if not self.initial_alpha > 0.0:
+            raise ValueError(f"initial_alpha: expected > 0, got {self.initial_alpha}")
+
+
+# -------------------------------------------------------------------------- the pieces
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau online, parameter by parameter, in place: the
+    slowly moving targets keep the bootstrapped Q target from chasing its own updates."""
+    for target_param, online_param in zip(target.parameters(), online.parameters(),
+                                          strict=True):
+        target_param.lerp_(online_param, tau)
+
+
+def squashed_gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor,
+                               pre_tanh: torch.Tensor,
+                               action_scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """log pi(a|s) of a = action_scale * tanh(u) + bias, u ~ N(mean, exp(log_std)), summed
+    over the last (action) axis. By the change of variables (SAC paper, appendix C)::
+
+        log pi(a) = sum_j [log N(u_j; mean_j, std_j) - log(1 - tanh(u_j)^2)
+                           - log action_scale_j]
+
+    with log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), exact and finite where
+    tanh(u) rounds to +-1 (the usual log(1 - tanh(u)^2 + 1e-6) is off there)."""
+    normal = (-0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 - log_std
+              - 0.5 * math.log(2 * math.pi))
+    log_det_tanh = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+    log_scale = torch.log(torch.as_tensor(action_scale, dtype=mean.dtype,
+                                          device=mean.device)).expand_as(mean)
+    return (normal - log_det_tanh - log_scale).sum(dim=-1)
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor,
+                     target_entropy: float) -> torch.Tensor:
+    """-E[log alpha (log pi + target_entropy)], in log alpha (as CleanRL and SB3), so alpha
+    stays positive and the step is relative. Its gradient is -E[log pi + target_entropy]:
+    when the entropy -E[log pi] is below target the gradient is negative and descent
+    raises alpha (more weight on entropy); above target it lowers alpha."""
+    return -(log_alpha * (log_prob + target_entropy).detach()).mean()
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def check_spec(spec: EnvSpec) -> None:
+    """SAC as written here: Box actions with finite bounds, vector observations."""
+    if spec.discrete:
+        raise ValueError(f"sac needs a continuous (Box) action space; spec.num_actions = "
+                         f"{spec.num_actions} says the actions are discrete")
+    size = action_size(spec)
+    for name, bound in (("action_low", spec.action_low), ("action_high", spec.action_high)):
+        if len(bound) != size or not np.all(np.isfinite(bound)):
+            raise ValueError(f"sac needs finite Box bounds: spec.{name} = {bound}, expected "
+                             f"{size} finite numbers for action_shape {spec.action_shape}")
+    if np.any(np.asarray(spec.action_high) <= np.asarray(spec.action_low)):
+        raise ValueError(f"sac needs action_high > action_low, got spec.action_low = "
+                         f"{spec.action_low} and spec.action_high = {spec.action_high}")
+    if is_image(spec):
+        raise ValueError(f"sac takes vector observations; spec.observation_shape = "
+                         f"{spec.observation_shape} ({spec.observation_dtype}) are frames")
+
+
+def action_size(spec: EnvSpec) -> int:
+    return int(np.prod(spec.action_shape))
+
+
+def observation_size(spec: EnvSpec) -> int:
+    return int(np.prod(spec.observation_shape))
+
+
+def observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """[B, ...] observations as float32 rows [B, D]."""
+    tensor = torch.as_tensor(array).float()
+    return tensor.reshape(len(tensor), -1)
+
+
+class SquashedGaussianActor(nn.Module):
+    """The policy: an MLP giving a state-dependent mean and log std per action dimension;
+    a = scale * tanh(u) + bias with u ~ N(mean, std), which keeps actions inside the Box.
+    scale and bias come from the spec, so they are not weights (not in ``state_dict``)."""
+
+    def __init__(self, spec: EnvSpec, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.action_shape = spec.action_shape
+        self.net = mlp(observation_size(spec), hidden, 2 * action_size(spec))
+        low = torch.tensor(spec.action_low, dtype=torch.float32)
+        high = torch.tensor(spec.action_high, dtype=torch.float32)
+        self.action_scale: torch.Tensor
+        self.action_bias: torch.Tensor
+        self.register_buffer("action_scale", (high - low) / 2.0, persistent=False)
+        self.register_buffer("action_bias", (high + low) / 2.0, persistent=False)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw_log_std = self.net(obs).chunk(2, dim=-1)
+        # a smooth squash into [min, max] rather than a clamp, so the gradient never dies
+        # (CleanRL's choice)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action [B, |A|] in env units, and its log-prob [B]."""
+        mean, log_std = self(obs)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype,
+                            device=mean.device)
+        pre_tanh = mean + log_std.exp() * noise
+        action = torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+        return action, squashed_gaussian_log_prob(mean, log_std, pre_tanh, self.action_scale)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """scale * tanh(mean) + bias: the policy's most representative action."""
+        mean, _ = self(obs)
+        return torch.tanh(mean) * self.action_scale + self.action_bias
+
+
+class TwinQ(nn.Module):
+    """Two independent Q(s, a) MLPs on [obs, action]; the target takes their minimum,
+    which counters the overestimation a single Q network feeds itself (TD3, Fujimoto et
+    al., 2018)."""
+
+    def __init__(self, spec: EnvSpec, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        inputs = observation_size(spec) + action_size(spec)
+        self.q1 = mlp(inputs, hidden, 1)
+        self.q2 = mlp(inputs, hidden, 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = torch.cat([obs, action], dim=1)
+        return self.q1(inputs).squeeze(-1), self.q2(inputs).squeeze(-1)
+
+
+# ------------------------------------------------------------------------ the replay table
+
+
+def table(config: SACConfig, spec: EnvSpec) -> dict[str, Any]:
+    """DQN's transitions with a float action in env units; sampled uniformly (or by
+    priority), the oldest evicted first at capacity (the table's only remover), and the
+    rate limiter holding samples per insert."""
+    obs = {"dtype": spec.observation_dtype, "shape": list(spec.observation_shape)}
+    selector = ({"type": "prioritized", "alpha": config.priority_alpha} if config.prioritized
+                else {"type": "uniform"})
+    return {
+        "name": "transitions",
+        "max_size": config.buffer_size,
+        "selector": selector,
+        "rate_limiter": {
+            "type": "sample_to_insert_ratio",
+            "samples_per_insert": config.samples_per_insert,
+            "min_size_to_sample": config.learning_starts,
+            "error_buffer": config.samples_per_insert * config.ratio_tolerance,
+        },
+        "signature": {
+            "obs": obs,
+            "action": {"dtype": "float32", "shape": list(spec.action_shape)},
+            "reward": {"dtype": "float32", "shape": []},       # discounted n-step sum
+            "next_obs": obs,                                    # the observation n later
+            "discount": {"dtype": "float32", "shape": []},     # gamma^k, 0 if terminal
+            "version": {"dtype": "int64", "shape": []},        # policy that acted
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ actors
+
+
+class SACPolicy:
+    """Samples from the squashed Gaussian on the actor's CPU copy of the policy, after
+    ``learning_starts`` env steps of uniformly random actions (which fill the table with
+    data no untrained policy would choose). Actions are in env units and inside the Box.
+
+    Extras are empty: the learner re-scores actions itself and, prioritized or not, new
+    transitions need no priority from the actor (see ``initial_priorities``)."""
+
+    def __init__(self, config: SACConfig, spec: EnvSpec, actor_index: int = 0,
+                 num_actors: int = 1, seed: int = 0) -> None:
+        check_spec(spec)
+        self.config = config
+        self.version = 0
+        self.env_steps = 0
+        self.actor = SquashedGaussianActor(spec, config.hidden)
+        self._low = np.asarray(spec.action_low, np.float32).reshape(spec.action_shape)
+        self._high = np.asarray(spec.action_high, np.float32).reshape(spec.action_shape)
+        self._rng = np.random.default_rng(seed)
+        self._generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def random(self) -> bool:
+        """Still in the uniformly random phase."""
+        return self.env_steps < self.config.learning_starts
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> PolicyStep:
+        """One vector-env step: one action per env, counted as len(obs) env steps."""
+        envs = len(obs)
+        if self.random:
+            actions = self._rng.uniform(self._low, self._high,
+                                        size=(envs, *self._low.shape)).astype(np.float32)
+        else:
+            sampled, _ = self.actor.sample(observations(obs), self._generator)
+            actions = sampled.numpy().reshape(envs, *self._low.shape)
+        self.env_steps += envs
+        return PolicyStep(actions)
+
+    def initial_priorities(self, items: Mapping[str, np.ndarray]) -> None:
+        """None: the replay table gives new items the largest priority it has seen
+        (Schaul et al., 2016), so every transition is sampled soon at least once; no Q
+        network lives on the actors to score them."""
+        return None
+
+    @torch.no_grad()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """scale * tanh(mean) + bias: what ``shoal eval`` plays."""
+        actions = self.actor.deterministic(observations(obs)).numpy()
+        return actions.reshape(len(obs), *self._low.shape)
+
+    def load(self, weights: Weights, version: int) -> None:
+        load_weights(self.actor, weights)
+        self.version = version
+
+
+# ----------------------------------------------------------------------------- learner
+
+
+class SACLearner:
+    def __init__(self, config: SACConfig, spec: EnvSpec, device: torch.device) -> None:
+        check_spec(spec)
+        self.config = config
+        self.device = device
+        self.updates = 0
+        self.target_entropy = (float(config.target_entropy) if config.target_entropy is not None
+                               else -float(action_size(spec)))
+        self.actor = SquashedGaussianActor(spec, config.hidden).to(device)
+        self.q = TwinQ(spec, config.hidden).to(device)
+        self.q_target = copy.deepcopy(self.q)
+        self.q_target.requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=device,
+                                      requires_grad=True)
+        # fused: one kernel for all parameters; per-op overhead, not FLOPs, bounds small nets
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(),
+                                                lr=config.learning_rate, fused=True)
+        self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=config.q_learning_rate,
+                                            fused=True)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha],
+                                                lr=config.alpha_learning_rate)
+
+    @property
+    def beta(self) -> float:
+        fraction = min(1.0, self.updates / max(1, self.config.beta_anneal_updates))
+        return self.config.priority_beta + fraction * (1.0 - self.config.priority_beta)
+
+    def step(self, batch: Mapping[str, torch.Tensor], probabilities: torch.Tensor) -> StepResult:
+        config = self.config
+        obs, next_obs = observations(batch["obs"]), observations(batch["next_obs"])
+        action = batch["action"].float().reshape(len(obs), -1)
+        alpha = self.log_alpha.detach().exp()
+
+        # --- the twin Q networks, toward the soft bootstrapped target
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(next_obs)
+            next_q1, next_q2 = self.q_target(next_obs, next_action)
+            soft_value = torch.min(next_q1, next_q2) - alpha * next_log_prob
+            targets = batch["reward"].float() + batch["discount"].float() * soft_value
+        q1, q2 = self.q(obs, action)
+        td1, td2 = q1 - targets, q2 - targets
+        if config.prioritized:
+            weights = importance_weights(probabilities, self.beta).to(q1.dtype)
+            q_loss = (weights * (td1 ** 2 + td2 ** 2)).mean()
+        else:
+            q_loss = (td1 ** 2).mean() + (td2 ** 2).mean()
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_optimizer.step()
+
+        # --- the policy, toward low alpha log pi and high Q (reparameterised). Its
+        # backward also fills the Q networks' gradients, which the next zero_grad drops.
+        new_action, log_prob = self.actor.sample(obs)
+        q1_new, q2_new = self.q(obs, new_action)
+        policy_loss = (alpha * log_prob - torch.min(q1_new, q2_new)).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        policy_loss.backward()
+        self.actor_optimizer.step()
+
+        # --- the temperature, toward the target entropy
+        alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+        if config.autotune:
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+
+        polyak_update(self.q_target, self.q, config.tau)
+        self.updates += 1
+
+        priorities = None
+        if config.prioritized:  # the twin errors' mean
+            td = 0.5 * (td1.detach().abs() + td2.detach().abs())
+            priorities = (td.cpu().numpy() + config.priority_epsilon).astype(np.float64)
+        return StepResult(
+            metrics={"loss": float(q_loss.detach() + policy_loss.detach()),
+                     "q_loss": float(q_loss.detach()),
+                     "policy_loss": float(policy_loss.detach()),
+                     "alpha": float(alpha), "alpha_loss": float(alpha_loss.detach()),
+                     "entropy": float(-log_prob.detach().mean()),
+                     "q_mean": float(q1.detach().mean())},
+            priorities=priorities)
+
+    def weights(self) -> Weights:
+        """The policy only: actors need nothing else."""
+        return module_weights(self.actor)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "q": self.q.state_dict(),
+                "q_target": self.q_target.state_dict(), "log_alpha": self.log_alpha.detach(),
+                "actor_optimizer": self.actor_optimizer.state_dict(),
+                "q_optimizer": self.q_optimizer.state_dict(),
+                "alpha_optimizer": self.alpha_optimizer.state_dict(),
+                "updates": self.updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        with torch.no_grad():  # in place: alpha_optimizer holds this tensor
+            self.log_alpha.copy_(torch.as_tensor(state["log_alpha"]))
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.q_optimizer.load_state_dict(state["q_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.updates = int(state["updates"])
+
+
+# ------------------------------------------------------------------------ registration
+
+
+class SAC:
+    name = "sac"
+    action_spaces = ("box",)
+    config_type = SACConfig
+    experience = "transitions"   # the actors' collector (actors/collectors.py)
+    publish_every = 5            # updates (= env steps, at the paper's ratio) per version
+
+    @staticmethod
+    def table(config: SACConfig, spec: EnvSpec, num_envs: int = 1) -> dict[str, Any]:
+        check_spec(spec)
+        return table(config, spec)  # one transition per item, whatever the envs
+
+    @staticmethod
+    def batch_size(config: SACConfig, num_actors: int) -> int:
+        return config.batch_size
+
+    @staticmethod
+    def make_policy(config: SACConfig, spec: EnvSpec, actor_index: int, num_actors: int,
+                    seed: int = 0) -> SACPolicy:
+        return SACPolicy(config, spec, actor_index, num_actors, seed)
+
+    @staticmethod
+    def make_learner(config: SACConfig, spec: EnvSpec, device: torch.device) -> SACLearner:
+        return SACLearner(config, spec, device)
