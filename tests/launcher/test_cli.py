@@ -72,6 +72,10 @@ def test_replay_demo_runs_a_server_process_end_to_end():
      "--max-policy-lag: only for on-policy algorithms (ppo, a2c), not dqn"),
     (["--algo", "ppo", "--env", "CartPole-v1", "--max-policy-lag", "-1"],
      "--max-policy-lag: expected >= 0, got -1"),
+    (["--algo", "sac", "--env", "CartPole-v1"],
+     "--algo: sac acts in box action spaces; CartPole-v1 has a discrete one"),
+    (["--algo", "dqn", "--env", "Pendulum-v1"],
+     "--algo: dqn acts in discrete action spaces; Pendulum-v1 has a box one"),
 ])
 def test_bad_train_arguments_exit_2_with_one_line(args, message):
     result = shoal("train", "--local", *args)
