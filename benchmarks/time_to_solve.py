@@ -2,12 +2,13 @@
 
     python benchmarks/time_to_solve.py --algo dqn --env CartPole-v1 --actors 2 \
         --seeds 0 1 2 [--envs-per-actor E] [--total-env-steps N] [--target-return 475] \
-        [--eval-episodes 20] [--local] [--config FILE] [--run-dir DIR] [--sb3] [--json]
+        [--return-window 20] [--eval-episodes 20] [--local] [--config FILE] [--run-dir DIR] \
+        [--sb3] [--json]
 
-Each seed is one ``shoal train ... --target-return R --json`` subprocess (the same command a
-user types, so the launch, imports and teardown are in the time), followed by
+Each seed is one ``shoal train ... --target-return R --return-window W --json`` subprocess
+(the same command a user types, so the launch, imports and teardown are in the time), followed by
 ``shoal eval RUN_DIR --episodes K --json`` on its final checkpoint. The training target is
-the mean of the last 20 *training* episodes, which explore; the greedy evaluation says
+the mean of the last W *training* episodes, which explore; the greedy evaluation says
 whether the learned policy itself is that good.
 
 Prints one row per seed; with --json the last line is a JSON list with one object per seed:
@@ -53,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--envs-per-actor", type=int, help="default: shoal's")
     parser.add_argument("--total-env-steps", type=int, help="step budget; default: shoal's")
     parser.add_argument("--target-return", type=float, default=475.0)
+    parser.add_argument("--return-window", type=int, default=20,
+                        help="training episodes the target's mean is over (shoal and SB3)")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--local", action="store_true", help="passed through to shoal train")
     parser.add_argument("--config", type=Path, help="algorithm settings YAML for shoal train")
@@ -69,7 +72,8 @@ def train_command(args: argparse.Namespace, seed: int, parent: Path) -> list[str
     without them measures shoal's own defaults."""
     command = [*SHOAL, "train", "--algo", args.algo, "--env", args.env,
                "--actors", str(args.actors), "--seed", str(seed),
-               "--target-return", str(args.target_return), "--run-dir", str(parent), "--json"]
+               "--target-return", str(args.target_return),
+               "--return-window", str(args.return_window), "--run-dir", str(parent), "--json"]
     if args.envs_per_actor is not None:
         command += ["--envs-per-actor", str(args.envs_per_actor)]
     if args.total_env_steps is not None:
@@ -137,7 +141,8 @@ def run_sb3(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """SB3 on the same task, seed and target, in a process of its own like shoal's."""
     command = [sys.executable, str(Path(__file__).with_name("sb3_time_to_solve.py")),
                "--algo", args.algo, "--env", args.env, "--seed", str(seed),
-               "--target-return", str(args.target_return), "--json"]
+               "--target-return", str(args.target_return),
+               "--window", str(args.return_window), "--json"]
     if args.total_env_steps is not None:
         command += ["--total-env-steps", str(args.total_env_steps)]
     started = time.monotonic()

@@ -137,6 +137,7 @@ def _train(args: argparse.Namespace) -> int:
     _positive("--actors", args.actors)
     _positive("--envs-per-actor", args.envs_per_actor)
     _positive("--total-env-steps", args.total_env_steps)
+    _positive("--return-window", args.return_window)
     config = _algorithm_config(args)
     if args.resume is not None and not (args.resume / "learner" / "learner.pt").exists():
         raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
@@ -144,7 +145,7 @@ def _train(args: argparse.Namespace) -> int:
     settings = TrainSettings(
         algo=args.algo, env_id=args.env, actors=args.actors, envs_per_actor=args.envs_per_actor,
         seed=args.seed, total_env_steps=args.total_env_steps, target_return=args.target_return,
-        run_dir=run_dir, resume=args.resume, config=config)
+        return_window=args.return_window, run_dir=run_dir, resume=args.resume, config=config)
     write_config(run_dir, settings)
     print(f"run directory {run_dir}", file=sys.stderr, flush=True)
     # SIGTERM ends the run as Ctrl-C does: components stopped, checkpoint and summary written
@@ -152,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     summary, interrupted = run(settings, run_dir, local=args.local, address=args.address,
                                started=STARTED)
-    print(summary.line(interrupted))
+    print(summary.line(interrupted, settings.return_window))
     if args.json:
         print(json.dumps(dataclasses.asdict(summary)))
     return 130 if interrupted else 0 if summary.reached else 1
@@ -336,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--total-env-steps", type=int, default=200_000, help="step budget")
     train.add_argument("--target-return", type=float,
-                       help="stop once the mean of the last 20 episodes reaches this")
+                       help="stop once the mean of the last --return-window episodes "
+                            "reaches this")
+    train.add_argument("--return-window", type=int, default=20,
+                       help="training episodes the target's mean is over")
     train.add_argument("--run-dir", type=Path, default=Path("runs"),
                        help="parent folder of the run directory")
     train.add_argument("--resume", type=Path, help="continue the run in this run directory")

@@ -28,7 +28,7 @@ from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayCo
 from shoal.launcher.run_dir import EventLog
 from shoal.replay_service.auth import new_token
 
-RETURN_WINDOW = 20  # the target is the mean of the last 20 training episodes
+RETURN_WINDOW = 20  # by default the target is the mean of the last 20 training episodes
 
 
 @dataclass
@@ -40,6 +40,7 @@ class TrainSettings:
     seed: int = 0
     total_env_steps: int = 200_000
     target_return: float | None = None
+    return_window: int = RETURN_WINDOW  # training episodes the target's mean is over
     run_dir: Path = Path("runs")
     resume: Path | None = None
     config: Any = None             # the algorithm's config dataclass, overrides applied
@@ -63,11 +64,11 @@ class Summary:
     seconds_total: float
     run_dir: str
 
-    def line(self, interrupted: bool = False) -> str:
+    def line(self, interrupted: bool = False, window: int = RETURN_WINDOW) -> str:
         mean = "n/a" if self.mean_return is None else f"{self.mean_return:.1f}"
         verdict = ("reached the target" if self.reached else
                    "interrupted" if interrupted else "stopped at the step budget")
-        return (f"{verdict}: mean return {mean} over the last {RETURN_WINDOW} episodes, "
+        return (f"{verdict}: mean return {mean} over the last {window} episodes, "
                 f"{self.env_steps:,} env steps, {self.updates:,} updates, "
                 f"{self.seconds_from_first_step:.1f}s from the first env step "
                 f"({self.seconds_total:.1f}s in all); run directory {self.run_dir}")
@@ -79,7 +80,7 @@ class Progress:
     def __init__(self, settings: TrainSettings, events: EventLog) -> None:
         self.settings = settings
         self.events = events
-        self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
+        self.returns: deque[float] = deque(maxlen=settings.return_window)
         self.env_steps = 0
         self.env_steps_before = 0  # a resumed run's steps so far
         self.updates = 0
@@ -99,7 +100,7 @@ class Progress:
     @property
     def reached(self) -> bool:
         target = self.settings.target_return
-        return (target is not None and len(self.returns) == RETURN_WINDOW
+        return (target is not None and len(self.returns) == self.settings.return_window
                 and (self.mean_return or 0.0) >= target)
 
     @property

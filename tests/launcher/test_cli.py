@@ -59,7 +59,8 @@ def test_replay_demo_runs_a_server_process_end_to_end():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--algo", "ppo9", "--env", "CartPole-v1"], "--algo: expected one of ['a2c', 'dqn', 'ppo', 'sac']"),
+    (["--algo", "ppo9", "--env", "CartPole-v1"],
+     "--algo: expected one of ['a2c', 'dqn', 'ppo', 'sac']"),
     (["--algo", "dqn", "--env", "NoSuchEnv-v0"], "--env: "),
     (["--algo", "dqn", "--env", "CartPole-v1", "--actors", "0"], "--actors: expected a positive"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--total-env-steps", "-5"],
@@ -72,6 +73,8 @@ def test_replay_demo_runs_a_server_process_end_to_end():
      "--max-policy-lag: only for on-policy algorithms (ppo, a2c), not dqn"),
     (["--algo", "ppo", "--env", "CartPole-v1", "--max-policy-lag", "-1"],
      "--max-policy-lag: expected >= 0, got -1"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--return-window", "0"],
+     "--return-window: expected a positive"),
     (["--algo", "sac", "--env", "CartPole-v1"],
      "--algo: sac acts in box action spaces; CartPole-v1 has a discrete one"),
     (["--algo", "dqn", "--env", "Pendulum-v1"],
