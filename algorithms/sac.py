@@ -67,8 +67,9 @@ class SACConfig:
     buffer_size: int = 1_000_000
     """Replay table capacity (oldest transitions go first)."""
     learning_starts: int = 1_000
-    """Env steps per actor of uniformly random actions before the policy acts, and
-    transitions stored before the first update (the table's min_size_to_sample)."""
+    """Env steps of uniformly random actions in the whole run (shared among the actors)
+    before the policy acts, and transitions stored before the first update (the table's
+    min_size_to_sample)."""
     samples_per_insert: float = 256.0
     """Sampled transitions per inserted one: one update of batch 256 per env step, as in
     the paper, held by the replay service's rate limiter whatever the number of actors."""
@@ -278,8 +279,9 @@ def table(config: SACConfig, spec: EnvSpec) -> dict[str, Any]:
 
 class SACPolicy:
     """Samples from the squashed Gaussian on the actor's CPU copy of the policy, after
-    ``learning_starts`` env steps of uniformly random actions (which fill the table with
-    data no untrained policy would choose). Actions are in env units and inside the Box.
+    its share of ``learning_starts`` env steps of uniformly random actions (which fill the
+    table with data no untrained policy would choose; shared, so that more actors do not
+    mean a longer random phase). Actions are in env units and inside the Box.
 
     Extras are empty: the learner re-scores actions itself and, prioritized or not, new
     transitions need no priority from the actor (see ``initial_priorities``)."""
@@ -290,6 +292,7 @@ class SACPolicy:
         self.config = config
         self.version = 0
         self.env_steps = 0
+        self.random_steps = -(-config.learning_starts // max(1, num_actors))  # ceiling
         self.actor = SquashedGaussianActor(spec, config.hidden)
         self._low = np.asarray(spec.action_low, np.float32).reshape(spec.action_shape)
         self._high = np.asarray(spec.action_high, np.float32).reshape(spec.action_shape)
@@ -299,7 +302,7 @@ class SACPolicy:
     @property
     def random(self) -> bool:
         """Still in the uniformly random phase."""
-        return self.env_steps < self.config.learning_starts
+        return self.env_steps < self.random_steps
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> PolicyStep:

@@ -205,6 +205,17 @@ def test_prioritized_learner_returns_td_priorities():
     assert np.all(result.priorities >= 1e-3)
 
 
+def test_actors_share_the_random_phase():
+    """learning_starts counts the run's env steps: 2 actors take half each."""
+    config = SACConfig(hidden=(16, 16), learning_starts=10)
+    policy = SACPolicy(config, BOX_2D, actor_index=1, num_actors=2, seed=3)
+    obs = np.zeros((1, 4), np.float32)
+    for _ in range(5):
+        assert policy.random
+        policy.act(obs)
+    assert not policy.random
+
+
 def test_policy_explores_uniformly_then_samples_inside_the_bounds():
     config = SACConfig(hidden=(16, 16), learning_starts=10)
     policy = SACPolicy(config, BOX_2D, actor_index=0, num_actors=1, seed=3)
