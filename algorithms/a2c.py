@@ -19,6 +19,7 @@ from torch import nn
 from shoal.algorithms.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
+    check_max_policy_lag,
     flat_rollouts,
     observations,
     rollout_table,
@@ -48,8 +49,7 @@ class A2CConfig:
     collecting and the learner leaves out rollouts more than K versions old."""
 
     def __post_init__(self) -> None:
-        if self.max_policy_lag is not None and self.max_policy_lag < 0:
-            raise ValueError(f"max_policy_lag: expected >= 0, got {self.max_policy_lag}")
+        check_max_policy_lag(self.max_policy_lag)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, "
                              f"got {self.optimizer!r}")

@@ -46,6 +46,12 @@ class ActorCritic(nn.Module):
         return self.value(obs).squeeze(-1)
 
 
+def check_max_policy_lag(max_policy_lag: int | None) -> None:
+    """PPO's and A2C's ``max_policy_lag``: None (synchronous) or K >= 0 versions."""
+    if max_policy_lag is not None and max_policy_lag < 0:
+        raise ValueError(f"max_policy_lag: expected >= 0, got {max_policy_lag}")
+
+
 def observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     tensor = torch.as_tensor(array)
     return tensor if tensor.dtype == torch.uint8 else tensor.float()
