@@ -78,7 +78,7 @@ def _algorithm_config(args: argparse.Namespace) -> Any:
     ``--config`` and ``--env``: every command that runs a piece of a run starts here."""
     import dataclasses
 
-    from shoal.actors.envs import UnknownEnv, env_spec, make_env
+    from shoal.actors.envs import UnknownEnv, probe_spec
     from shoal.algorithms.registry import ALGORITHMS
 
     algorithm = ALGORITHMS.get(args.algo)
@@ -97,8 +97,7 @@ def _algorithm_config(args: argparse.Namespace) -> Any:
     except (TypeError, ValueError) as error:
         raise UsageError(f"--config: {error}") from None
     try:
-        spec = env_spec(env := make_env(args.env))
-        env.close()
+        spec = probe_spec(args.env)
     except UnknownEnv as error:
         raise UsageError(str(error)) from None
     kind = "discrete" if spec.discrete else "box"
