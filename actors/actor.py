@@ -123,7 +123,8 @@ class Actor:
         obs, _ = envs.reset(seed=self._seed)
         stats = self.stats
         try:
-            with self._replay.writer(self._table) as writer:
+            with self._replay.writer(
+                    self._table, max_items_per_message=collector.items_per_message) as writer:
                 while not stop.is_set() and (max_env_steps is None
                                              or stats.env_steps < max_env_steps):
                     self._follow_weights()
@@ -141,8 +142,6 @@ class Actor:
                         columns, priorities = items
                         writer.extend(columns, priorities)
                         stats.items_sent += len(next(iter(columns.values())))
-                        if collector.flush_each_item:
-                            writer.flush()
                         if not collector.may_continue():  # on-policy: bounded lag
                             self._wait_for_newer_weights(stop)
                         stats.insert_blocked_seconds = writer.blocked_seconds

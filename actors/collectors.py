@@ -22,13 +22,13 @@ Items = tuple[dict[str, np.ndarray], np.ndarray | None]
 
 
 class TransitionCollector:
-    flush_each_item = False  # many small items: the writer batches them into messages
-
     @staticmethod
     def may_continue() -> bool:
         return True  # off-policy: collect regardless of the learner
 
     def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
+        # Many small items: the writer batches them into messages.
+        self.items_per_message: int = config.items_per_message
         self._adder = NStepTransitionAdder(num_envs, config.n_step, config.gamma)
         self._policy = policy
 
@@ -49,7 +49,7 @@ class TransitionCollector:
 
 
 class RolloutCollector:
-    flush_each_item = True  # a rollout is a message of its own; the learner waits for it
+    items_per_message = 1  # a rollout is a message of its own; the learner waits for it
 
     def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
         self._adder = RolloutAdder(num_envs, config.rollout_length)

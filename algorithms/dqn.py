@@ -60,6 +60,9 @@ class DQNConfig:
     """Inserted transitions either side may run ahead of samples_per_insert before the
     rate limiter makes it wait; a few Insert messages' worth, so actors and learner do
     not take turns waiting for each other's next message."""
+    items_per_message: int = 256
+    """Transitions per Insert message; an actor keeps at most four messages sent but not
+    yet stored by the replay service."""
     target_update_interval: int = 100
     """Updates between copies of the online network into the target network."""
     max_grad_norm: float = 10.0

@@ -36,7 +36,7 @@ class ReplayServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Insert = channel.stream_unary(
+        self.Insert = channel.stream_stream(
                 '/shoal.replay.ReplayService/Insert',
                 request_serializer=shoal_dot_protos_dot_replay__pb2.InsertRequest.SerializeToString,
                 response_deserializer=shoal_dot_protos_dot_replay__pb2.InsertResponse.FromString,
@@ -69,9 +69,10 @@ class ReplayServiceServicer:
     """
 
     def Insert(self, request_iterator, context):
-        """Client stream: one long-lived stream per writer, InsertRequest after InsertRequest;
-        the server answers once, when the client closes. The server stops reading while the
-        table's rate limiter blocks inserts, so gRPC flow control pushes back on the writer.
+        """One long-lived stream per writer, InsertRequest after InsertRequest; the server
+        acknowledges each message with an InsertResponse once it is stored. While the table's
+        rate limiter blocks inserts the server neither reads nor acknowledges, and writers
+        wait for acknowledgements before they send more.
         A bad message ends the stream with INVALID_ARGUMENT or NOT_FOUND; the messages before
         it are stored, it and those after it are not.
         """
@@ -110,7 +111,7 @@ class ReplayServiceServicer:
 
 def add_ReplayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Insert': grpc.stream_unary_rpc_method_handler(
+            'Insert': grpc.stream_stream_rpc_method_handler(
                     servicer.Insert,
                     request_deserializer=shoal_dot_protos_dot_replay__pb2.InsertRequest.FromString,
                     response_serializer=shoal_dot_protos_dot_replay__pb2.InsertResponse.SerializeToString,
@@ -159,7 +160,7 @@ class ReplayService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_unary(
+        return grpc.experimental.stream_stream(
             request_iterator,
             target,
             '/shoal.replay.ReplayService/Insert',

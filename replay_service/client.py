@@ -27,9 +27,6 @@ import numpy as np
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
 from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bearer_metadata, channel_options
 
-_POLL_SECONDS = 0.2
-
-
 class SampleBatch(NamedTuple):
     keys: np.ndarray
     probabilities: np.ndarray
@@ -50,10 +47,13 @@ class Writer:
     """Batches items into InsertRequests on one long-lived Insert stream.
 
     Items collect in a buffer and go out as one message per ``max_items_per_message``.
-    Messages wait in a bounded queue for gRPC to send; when the server's rate limiter
-    holds inserts, that queue fills and ``append``/``extend`` block: backpressure reaches
-    the actor. ``blocked_seconds`` says how long they did. Fields the table stores
-    compressed are compressed here, per item, so the server never has to.
+    The server acknowledges each message once it has stored it, and a writer keeps at most
+    ``max_in_flight_items`` sent but unacknowledged: when the server's rate limiter holds
+    inserts, acknowledgements stop and ``append``/``extend`` block, so backpressure reaches
+    the actor after a known number of items, not after whatever gRPC's flow-control windows
+    hold (thousands of small transitions). ``blocked_seconds`` says how long they waited.
+    Fields the table stores compressed are compressed here, per item, so the server never
+    has to.
     """
 
     def __init__(
@@ -63,25 +63,36 @@ class Writer:
         metadata: tuple[tuple[str, str], ...],
         compression: Mapping[str, codec.CompressionName],
         max_items_per_message: int,
-        max_queued_messages: int,
+        max_in_flight_items: int,
     ) -> None:
         if max_items_per_message < 1:
             raise ValueError(f"max_items_per_message: expected >= 1, got {max_items_per_message}")
+        if max_in_flight_items < max_items_per_message:
+            raise ValueError(f"max_in_flight_items: expected >= max_items_per_message "
+                             f"({max_items_per_message}), got {max_in_flight_items}")
         self.table = table
         self.blocked_seconds = 0.0
-        self.waiting = False  # True while a send waits for room (the server pushes back)
+        self.waiting = False  # True while a send waits for the server to store earlier items
         self._stub = stub
         self._metadata = metadata
         self._compression = dict(compression)
         self._max_items = max_items_per_message
-        self._outbox: queue.Queue[replay_pb2.InsertRequest | None] = queue.Queue(
-            maxsize=max(1, max_queued_messages))
+        self._max_in_flight = max_in_flight_items
+        # Unbounded: what it holds is bounded by max_in_flight_items.
+        self._outbox: queue.SimpleQueue[replay_pb2.InsertRequest | None] = queue.SimpleQueue()
         self._chunks: list[Mapping[str, np.ndarray]] = []
         self._priority_chunks: list[np.ndarray] = []
         self._pending = 0
         self._with_priorities: bool | None = None
         self._call: Any = None
+        self._sent_items = 0
+        self._stored = replay_pb2.InsertResponse()  # the latest acknowledgement
         self._closed = False
+
+    @property
+    def items_in_flight(self) -> int:
+        """Items sent whose acknowledgement this writer has not read yet."""
+        return self._sent_items - self._stored.items
 
     # Items in ---------------------------------------------------------------
 
@@ -137,39 +148,33 @@ class Writer:
         self._pending -= start
 
     def _send(self, columns: Mapping[str, np.ndarray], priorities: np.ndarray | None) -> None:
+        count = len(next(iter(columns.values())))
         request = replay_pb2.InsertRequest(table=self.table)
         codec.encode_columns(columns, request.columns, self._compression)
         if priorities is not None:
             codec.encode_tensor(priorities, out=request.priorities)
         if self._call is None:
-            self._call = self._stub.Insert.future(self._requests(), metadata=self._metadata)
-        try:
-            self._outbox.put_nowait(request)
-            return
-        except queue.Full:
-            pass
-        start = time.monotonic()
-        self.waiting = True
-        try:
-            self._put(request)
-        finally:
-            self.waiting = False
-            self.blocked_seconds += time.monotonic() - start
-
-    def _put(self, item: replay_pb2.InsertRequest | None) -> None:
-        """Queues ``item`` for the stream, waiting for room; gives up once the call ended
-        (raising its error, except for the end-of-stream marker, which is moot then)."""
-        while True:
+            self._call = self._stub.Insert(self._requests(), metadata=self._metadata)
+        if self.items_in_flight + count > self._max_in_flight:
+            start = time.monotonic()
+            self.waiting = True
             try:
-                self._outbox.put(item, timeout=_POLL_SECONDS)
-                return
-            except queue.Full:
-                if self._call.done():
-                    if item is not None:
-                        self._raise_if_failed()
-                        raise WriterError(grpc.StatusCode.UNKNOWN,
-                                          "the Insert stream ended") from None
-                    return
+                # Terminates: with nothing in flight, count <= max_items <= max_in_flight.
+                while self.items_in_flight + count > self._max_in_flight:
+                    self._read_acknowledgement()
+            finally:
+                self.waiting = False
+                self.blocked_seconds += time.monotonic() - start
+        self._outbox.put(request)
+        self._sent_items += count
+
+    def _read_acknowledgement(self) -> None:
+        try:
+            self._stored = next(self._call)
+        except StopIteration:
+            raise WriterError(grpc.StatusCode.UNKNOWN, "the Insert stream ended") from None
+        except grpc.RpcError as error:
+            raise WriterError(error.code(), error.details()) from None
 
     def _requests(self) -> Iterator[replay_pb2.InsertRequest]:
         while (request := self._outbox.get()) is not None:
@@ -193,13 +198,12 @@ class Writer:
         finally:
             self._closed = True
             if self._call is not None:
-                self._put(None)
+                self._outbox.put(None)
         if self._call is None:
             return replay_pb2.InsertResponse()
-        try:
-            return self._call.result()
-        except grpc.RpcError as error:
-            raise WriterError(error.code(), error.details()) from None
+        while self.items_in_flight:
+            self._read_acknowledgement()
+        return self._stored
 
     def cancel(self) -> None:
         """Drops the stream without waiting (what is unsent is lost)."""
@@ -296,15 +300,18 @@ class ReplayClient:
         grpc.channel_ready_future(self._channel).result(timeout=timeout)
 
     def writer(
-        self, table: str, *, max_items_per_message: int = 256, max_queued_messages: int = 4,
+        self, table: str, *, max_items_per_message: int = 256,
+        max_in_flight_items: int | None = None,
     ) -> Writer:
-        """A writer for ``table``; asks the server once how the table stores its fields."""
+        """A writer for ``table``; asks the server once how the table stores its fields.
+        ``max_in_flight_items`` defaults to four messages' worth."""
         signature = self.info([table])[table].signature
         compression = {name: codec.WIRE_TO_COMPRESSION[spec.compression]
                        for name, spec in signature.items()
                        if spec.compression != replay_pb2.COMPRESSION_NONE}
         return Writer(self._stub, table, self._metadata, compression,
-                      max_items_per_message, max_queued_messages)
+                      max_items_per_message,
+                      max_in_flight_items or 4 * max_items_per_message)
 
     def sample(
         self, table: str, batch_size: int, *, beta: float = 1.0, prefetch: int = 2,

@@ -135,7 +135,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
 
     def Insert(
         self, request_iterator: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext
-    ) -> replay_pb2.InsertResponse:
+    ) -> Iterator[replay_pb2.InsertResponse]:
         items = messages = 0
         ended: dict[str, threading.Event] = {}
         for request in request_iterator:
@@ -151,7 +151,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                 _abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
             items += keys.size
             messages += 1
-        return replay_pb2.InsertResponse(items=items, messages=messages)
+            yield replay_pb2.InsertResponse(items=items, messages=messages)
 
     def Sample(
         self, request: replay_pb2.SampleRequest, context: grpc.ServicerContext

@@ -32,6 +32,11 @@ def insert_request(table: str, columns, priorities=None, compression=None):
     return request
 
 
+def insert(stub, messages, metadata=bearer_metadata(TOKEN)) -> list[replay_pb2.InsertResponse]:
+    """A raw Insert stream of ``messages``: the server's acknowledgements, one per message."""
+    return list(stub.Insert(iter(messages), metadata=metadata))
+
+
 @pytest.fixture
 def stub(server):
     with grpc.insecure_channel(server.address) as channel:
@@ -79,7 +84,7 @@ def test_compressed_items_travel_and_stay_compressed(server, client):
 
 def test_uncompressed_frames_are_accepted_and_compressed_by_the_table(server, stub):
     data = frames(4)
-    stub.Insert(iter([insert_request("frames", data)]), metadata=bearer_metadata(TOKEN))
+    insert(stub, [insert_request("frames", data)])
     assert server.tables["frames"].stats().stored_bytes < 4 * 16 * 16 * 4 / 4
 
 
@@ -100,7 +105,7 @@ def test_writer_backpressure_blocks_then_delivers_everything(server, client):
 
     def write():
         try:
-            with client.writer("rollouts", max_items_per_message=4, max_queued_messages=1) as w:
+            with client.writer("rollouts", max_items_per_message=4, max_in_flight_items=4) as w:
                 w.extend(transitions(20))
         except Exception as error:
             errors.append(error)
@@ -118,22 +123,40 @@ def test_writer_backpressure_blocks_then_delivers_everything(server, client):
 
 def test_backpressure_bounds_what_a_writer_holds_in_flight(server, client):
     table = server.tables["rollouts"]  # a queue of 8, never sampled here
-    writer = client.writer("rollouts", max_items_per_message=8)
+    writer = client.writer("rollouts", max_items_per_message=4, max_in_flight_items=12)
     handed = []
 
     def write():
         with contextlib.suppress(WriterError, RuntimeError):  # until cancelled below
-            for start in range(0, 200_000, 8):
-                writer.extend(transitions(8, start=start))
-                handed.append(8)
+            for start in range(0, 200_000, 4):
+                writer.extend(transitions(4, start=start))
+                handed.append(4)
 
     threading.Thread(target=write, daemon=True).start()
-    # the writer may block on its own send queue before the server stored the first 8
     wait_until(lambda: writer.waiting and table.size == 8,
-               what="the queue full and the writer feeling it")
-    # 48-byte items: without a bounded flow-control window ~100k items would slip past
-    assert sum(handed) < 10_000
+               what="the queue full and the writer waiting for acknowledgements")
+    # 8 stored + at most 12 sent unacknowledged; the 4 in the blocked extend are not handed.
+    assert sum(handed) == 8 + 12
     writer.cancel()
+
+
+def test_each_stored_message_is_acknowledged_with_running_totals(stub):
+    acknowledgements = insert(stub, [insert_request("transitions", transitions(n, start=10 * n))
+                                     for n in (3, 1, 5)])
+    assert [(ack.items, ack.messages) for ack in acknowledgements] == [(3, 1), (4, 2), (9, 3)]
+
+
+def test_writer_close_returns_what_the_stream_stored(client):
+    writer = client.writer("transitions", max_items_per_message=7, max_in_flight_items=14)
+    writer.extend(transitions(30))
+    stored = writer.close()
+    assert (stored.items, stored.messages) == (30, 5)
+    assert writer.items_in_flight == 0
+
+
+def test_writer_in_flight_bound_must_hold_a_message(client):
+    with pytest.raises(ValueError, match="max_in_flight_items: expected >= max_items_per_message"):
+        client.writer("transitions", max_items_per_message=8, max_in_flight_items=4)
 
 
 def test_sample_deadline_exceeded_when_the_rate_limiter_holds(server, client):
@@ -171,8 +194,7 @@ def test_checkpoint_without_a_directory_is_failed_precondition():
 def test_every_rpc_needs_the_run_token(server, stub, metadata):
     calls = [
         lambda: stub.Info(replay_pb2.InfoRequest(), metadata=metadata),
-        lambda: stub.Insert(iter([insert_request("transitions", transitions(2))]),
-                            metadata=metadata),
+        lambda: insert(stub, [insert_request("transitions", transitions(2))], metadata),
         lambda: next(stub.Sample(replay_pb2.SampleRequest(table="transitions", batch_size=1),
                                  metadata=metadata)),
         lambda: stub.UpdatePriorities(replay_pb2.UpdatePrioritiesRequest(table="transitions"),
@@ -246,14 +268,14 @@ def test_bad_insert_gets_its_status_and_changes_nothing(server, client, stub, ca
     before = {name: table.state() for name, table in server.tables.items()}
     good = insert_request("transitions", transitions(2, start=5))
     with pytest.raises(grpc.RpcError) as raised:
-        stub.Insert(iter([make_request()]), metadata=bearer_metadata(TOKEN))
+        insert(stub, [make_request()])
     assert raised.value.code() == code
     assert raised.value.details() is not None
     assert re.search(pattern, raised.value.details()), raised.value.details()
     for name, table in server.tables.items():
         assert_state_equal(before[name], table.state())
     # The server stays up: a good message on a new stream is stored.
-    stub.Insert(iter([good]), metadata=bearer_metadata(TOKEN))
+    insert(stub, [good])
     assert server.tables["transitions"].size == 7
 
 
@@ -262,7 +284,7 @@ def test_a_bad_message_ends_the_stream_keeping_the_messages_before_it(server, st
                 insert_request("transitions", {**transitions(2), "obs": np.zeros((2, 4))}),
                 insert_request("transitions", transitions(4))]
     with pytest.raises(grpc.RpcError) as raised:
-        stub.Insert(iter(messages), metadata=bearer_metadata(TOKEN))
+        insert(stub, messages)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert server.tables["transitions"].size == 3
 
