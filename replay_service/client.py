@@ -27,6 +27,7 @@ import numpy as np
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
 from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bearer_metadata, channel_options
 
+
 class SampleBatch(NamedTuple):
     keys: np.ndarray
     probabilities: np.ndarray

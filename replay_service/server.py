@@ -136,9 +136,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
     def Insert(
         self, request_iterator: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext
     ) -> Iterator[replay_pb2.InsertResponse]:
-        items = messages = 0
+        items = 0
         ended: dict[str, threading.Event] = {}
-        for request in request_iterator:
+        for messages, request in enumerate(request_iterator, start=1):
             table = self._table(request.table, context)
             if table.name not in ended:
                 ended[table.name] = self._cancel_on_end(context, table)
@@ -150,7 +150,6 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
             except (WaitCancelled, TableClosed) as error:
                 _abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
             items += keys.size
-            messages += 1
             yield replay_pb2.InsertResponse(items=items, messages=messages)
 
     def Sample(

@@ -32,9 +32,10 @@ def insert_request(table: str, columns, priorities=None, compression=None):
     return request
 
 
-def insert(stub, messages, metadata=bearer_metadata(TOKEN)) -> list[replay_pb2.InsertResponse]:
+def insert(stub, messages, metadata=None) -> list[replay_pb2.InsertResponse]:
     """A raw Insert stream of ``messages``: the server's acknowledgements, one per message."""
-    return list(stub.Insert(iter(messages), metadata=metadata))
+    return list(stub.Insert(iter(messages),
+                            metadata=bearer_metadata(TOKEN) if metadata is None else metadata))
 
 
 @pytest.fixture
