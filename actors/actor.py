@@ -37,6 +37,7 @@ class ActorStats:
     actor: int
     env_steps: int = 0
     items_sent: int = 0
+    items_stored: int = 0                # acknowledged by the replay service (all, once stopped)
     version: int = 0
     episodes: int = 0
     inference_seconds: float = 0.0       # in the policy's forward pass
@@ -145,11 +146,13 @@ class Actor:
                         if not collector.may_continue():  # on-policy: bounded lag
                             self._wait_for_newer_weights(stop)
                         stats.insert_blocked_seconds = writer.blocked_seconds
+                        stats.items_stored = writer.items_stored
                     stats.env_steps += self._num_envs
                     for env_return, length in episode_returns(info):
                         stats.record(Episode(stats.actor, env_return, length, stats.env_steps,
                                              self.policy.version, time.time()))
                     obs = next_obs
+            stats.items_stored = writer.items_stored  # closing waited for every item
         finally:
             envs.close()
 

@@ -134,6 +134,9 @@ def _train(args: argparse.Namespace) -> int:
     from shoal.launcher.training import TrainSettings, run, write_config
 
     _positive("--actors", args.actors)
+    if args.max_actors < args.actors:
+        raise UsageError(f"--max-actors: expected >= --actors ({args.actors}), "
+                         f"got {args.max_actors}")
     _positive("--envs-per-actor", args.envs_per_actor)
     _positive("--total-env-steps", args.total_env_steps)
     _positive("--return-window", args.return_window)
@@ -142,7 +145,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
     run_dir = args.resume or _new_run_dir(args)
     settings = TrainSettings(
-        algo=args.algo, env_id=args.env, actors=args.actors, envs_per_actor=args.envs_per_actor,
+        algo=args.algo, env_id=args.env, actors=args.actors, max_actors=args.max_actors,
+        envs_per_actor=args.envs_per_actor,
         seed=args.seed, total_env_steps=args.total_env_steps, target_return=args.target_return,
         return_window=args.return_window, run_dir=run_dir, resume=args.resume, config=config)
     write_config(run_dir, settings)
@@ -156,6 +160,34 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(dataclasses.asdict(summary)))
     return 130 if interrupted else 0 if summary.reached else 1
+
+
+def _scale(args: argparse.Namespace) -> int:
+    import grpc
+
+    from shoal.launcher.control import CONTROL_FILE, ControlClient
+
+    _positive("--actors", args.actors)
+    try:
+        client = ControlClient.of_run(args.run_dir)
+    except FileNotFoundError:
+        raise UsageError(f"RUN_DIR: no {CONTROL_FILE} in {args.run_dir} "
+                         f"(not a running shoal train)") from None
+    with client:
+        try:
+            response = client.scale(args.actors)
+            status = client.status()
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                raise UsageError(f"RUN_DIR: the run in {args.run_dir} does not answer "
+                                 f"(it ended?)") from None
+            raise UsageError(error.details()) from None
+    removed = ("" if response.actors >= response.previous else
+               f"; removed actors handed {response.removed_items_sent:,} items to their "
+               f"writers, {response.removed_items_stored:,} stored")
+    print(f"actors {response.previous} -> {response.actors} at {status.env_steps:,} env "
+          f"steps, {status.updates:,} updates{removed}")
+    return 0
 
 
 def _new_run_dir(args: argparse.Namespace) -> Path:
@@ -332,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an agent")
     _add_algorithm(train)
     train.add_argument("--actors", type=int, default=2, help="actor processes")
+    train.add_argument("--max-actors", type=int, default=16,
+                       help="the most `shoal scale` may ask for (dqn, sac)")
     train.add_argument("--envs-per-actor", type=int, default=8, help="vector env size")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--total-env-steps", type=int, default=200_000, help="step budget")
@@ -394,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     actor.add_argument("--run-name", default="", help="the run's name, a label of its metrics")
     _add_metrics_port(actor)
     actor.set_defaults(run=_actor)
+
+    scale = commands.add_parser("scale", help="add or remove actors of a running training")
+    scale.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory")
+    scale.add_argument("--actors", type=int, required=True, help="the new actor count")
+    scale.set_defaults(run=_scale)
 
     top = commands.add_parser("top", help="live view of a run: which side bounds it")
     top.add_argument("run_dir", type=Path, nargs="?",

@@ -178,6 +178,7 @@ class ActorComponent:
         stats = self.actor.stats
         return {"env_steps": stats.env_steps, "first_step_time": stats.first_step_time,
                 "version": stats.version, "items_sent": stats.items_sent,
+                "items_stored": stats.items_stored,
                 "episodes": [dataclasses.asdict(e) for e in stats.drain()],
                 "started": self.started, "error": self.background.error}
 

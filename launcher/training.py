@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import statistics
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,13 @@ from shoal.actors.envs import probe_spec
 from shoal.algorithms.registry import ALGORITHMS
 from shoal.launcher import top
 from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayComponent
+from shoal.launcher.control import (
+    ControlServer,
+    ScaleRequests,
+    remove_control_file,
+    write_control_file,
+)
+from shoal.launcher.fleet import ActorFleet
 from shoal.launcher.run_dir import EventLog
 from shoal.replay_service.auth import new_token
 
@@ -36,6 +44,7 @@ class TrainSettings:
     algo: str
     env_id: str
     actors: int = 2
+    max_actors: int = 16           # what `shoal scale` may ask for
     envs_per_actor: int = 8
     seed: int = 0
     total_env_steps: int = 200_000
@@ -109,55 +118,39 @@ class Progress:
 
 
 class Watch:
-    """Polls the components of a run, logs what they report, prints progress, and says
-    when the run is over. Works on local objects and on Ray actor handles alike, through
-    ``call(handle, method, *args)`` (a plain call, or ``ray.get(handle.method.remote())``)."""
+    """Polls the components of a run, logs what they report, prints progress, applies
+    scale requests, and says when the run is over. Works on local objects and on Ray actor
+    handles alike, through ``call(handle, method, *args)`` (a plain call, or
+    ``ray.get(handle.method.remote())``)."""
 
     def __init__(self, settings: TrainSettings, events: EventLog, call: Any,
-                 replay: Any, learner: Any, actors: list[Any], env_steps_before: int,
+                 replay: Any, learner: Any, fleet: ActorFleet, env_steps_before: int,
                  metrics: dict[str, str] | None = None,
-                 on_restart: Callable[[int], None] | None = None) -> None:
+                 scale_requests: ScaleRequests | None = None) -> None:
         self.progress = Progress(settings, events)
         self._metrics = metrics or {}  # shoal instance -> /metrics address, for the view
-        self._on_restart = on_restart  # called with an actor's index when Ray restarted it
         self.progress.env_steps_before = env_steps_before
         self._events = events
         self._call = call
-        self._replay, self._learner, self._actors = replay, learner, actors
-        # An actor restarted by Ray counts from 0 again: keep what its earlier lives did.
-        self._lives: dict[int, tuple[float, int]] = {}
-        self._earlier: dict[int, int] = {}
-
-    def _actor_steps(self, index: int, poll: dict[str, Any]) -> int:
-        started, steps = self._lives.get(index, (poll["started"], 0))
-        if started != poll["started"]:
-            self._earlier[index] = self._earlier.get(index, 0) + steps
-            self._events.write("actor_restarted", actor=index, steps_before=steps)
-            if self._on_restart is not None:
-                self._on_restart(index)
-        self._lives[index] = (poll["started"], poll["env_steps"])
-        return self._earlier.get(index, 0) + poll["env_steps"]
+        self._replay, self._learner, self._fleet = replay, learner, fleet
+        self._scale_requests = scale_requests
 
     def poll(self) -> dict[str, Any]:
         progress = self.progress
-        polls = [self._call(actor, "poll") for actor in self._actors]
-        firsts = []
-        steps = 0
-        for index, poll in enumerate(polls):
-            if poll["error"]:
-                raise RuntimeError(f"actor {index} failed: {poll['error']}")
-            progress.add_episodes([Episode(**episode) for episode in poll["episodes"]])
-            steps += self._actor_steps(index, poll)
-            if poll["first_step_time"]:
-                firsts.append(poll["first_step_time"])
-        progress.env_steps = progress.env_steps_before + steps
-        if firsts and progress.first_step_time is None:
-            progress.first_step_time = min(firsts)
+        actors = self._fleet.poll()
+        progress.add_episodes(actors.episodes)
+        progress.env_steps = progress.env_steps_before + actors.env_steps
+        progress.first_step_time = actors.first_step_time
         learner = self._call(self._learner, "poll", progress.env_steps)
         if learner["error"]:
             raise RuntimeError(f"learner failed: {learner['error']}")
         progress.updates = learner["updates"]
         return learner
+
+    def status(self) -> dict[str, int]:
+        """For the control endpoint (read from its thread: plain ints)."""
+        return {"actors": len(self._fleet), "env_steps": self.progress.env_steps,
+                "updates": self.progress.updates}
 
     def run(self, report_every: float = 2.0, interval: float = 0.25) -> Progress:
         """Polls until the run is over. Every ``report_every`` seconds: a throughput event,
@@ -177,6 +170,8 @@ class Watch:
         try:
             while True:
                 time.sleep(interval)
+                if self._scale_requests is not None:
+                    self._scale_requests.apply_pending(self._fleet.scale_to)
                 learner = self.poll()
                 now = time.monotonic()
                 if now - last_report >= report_every:
@@ -247,7 +242,7 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
     config = dataclasses.asdict(settings.config)
     token = new_token()
     host = "127.0.0.1"
-    launch = LocalLaunch() if local else RayLaunch(address, settings.actors)
+    launch = LocalLaunch() if local else RayLaunch(address, settings.max_actors)
     with EventLog(run_dir / "events.jsonl") as events:
         run = run_dir.name
         replay = launch.start(ReplayComponent, table, token, host, str(run_dir / "replay"),
@@ -258,35 +253,38 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
                                str(settings.resume) if settings.resume else None, gpu=True,
                                run=run, num_actors=settings.actors)
         parameters_address = launch.call(learner, "address")
-        actors = [launch.start(ActorComponent, settings.algo, settings.env_id, config, index,
-                               settings.actors, settings.envs_per_actor, settings.seed, token,
-                               replay_address, table["name"], parameters_address, restart=True,
-                               run=run)
-                  for index in range(settings.actors)]
         metrics = {"replay": launch.call(replay, "metrics_address"),
-                   "learner": launch.call(learner, "metrics_address"),
-                   **{f"actor-{i}": launch.call(actor, "metrics_address")
-                      for i, actor in enumerate(actors)}}
-        write_prometheus_targets(run_dir, run, metrics)
+                   "learner": launch.call(learner, "metrics_address")}
+
+        def start_actor(index: int, num_actors: int) -> Any:
+            return launch.start(ActorComponent, settings.algo, settings.env_id, config, index,
+                                num_actors, settings.envs_per_actor, settings.seed, token,
+                                replay_address, table["name"], parameters_address,
+                                restart=True, run=run)
+
+        fleet = ActorFleet(launch, start_actor, events, metrics,
+                           on_metrics_change=lambda: write_prometheus_targets(run_dir, run,
+                                                                              metrics),
+                           max_actors=settings.max_actors,
+                           refuse_scaling=fixed_actor_count(settings.algo))
+        fleet.start(settings.actors)
         resumed = launch.call(learner, "resumed_counters")
         events.write("start", settings=settings.resolved(), resumed=resumed,
                      launch="local" if local else "ray")
-
-        def follow_restarted_actor(index: int) -> None:
-            """A new life serves /metrics on a new port: Prometheus and the view follow."""
-            metrics[f"actor-{index}"] = launch.call(actors[index], "metrics_address")
-            write_prometheus_targets(run_dir, run, metrics)
-
-        watch = Watch(settings, events, launch.call, replay, learner, actors,
+        scale_requests = ScaleRequests()
+        watch = Watch(settings, events, launch.call, replay, learner, fleet,
                       env_steps_before=int(resumed.get("env_steps", 0)), metrics=metrics,
-                      on_restart=follow_restarted_actor)
+                      scale_requests=scale_requests)
         try:
-            progress = watch.run()
+            with ControlServer(token, scale_requests, watch.status) as control:
+                write_control_file(run_dir, control.address, token)
+                progress = watch.run()
         except KeyboardInterrupt:
             progress, interrupted = watch.progress, True
         finally:
+            remove_control_file(run_dir)
             remove_from_targets_index(run_dir)
-            launch.stop_all(replay, learner, actors)
+            launch.stop_all(replay, learner, fleet)
         ended = time.time()
         summary = Summary(
             reached=progress.reached, mean_return=progress.mean_return,
@@ -308,26 +306,34 @@ class LocalLaunch:
     def call(handle: Any, method: str, *args: Any) -> Any:
         return getattr(handle, method)(*args)
 
-    def stop_all(self, replay: Any, learner: Any, actors: list[Any]) -> None:
-        _stop_in_order(self.call, replay, learner, actors)
+    def stop_all(self, replay: Any, learner: Any, fleet: ActorFleet) -> None:
+        _stop_in_order(self.call, replay, learner, fleet)
+
+    def kill(self, handle: Any) -> None:
+        """Nothing to do: a stopped local component holds no threads or sockets."""
 
 
 class RayLaunch:
     """Components as Ray actors: a local Ray by default, a cluster given an address (or
     RAY_ADDRESS). Actors restart when they die; the learner asks for a GPU if there is one."""
 
-    def __init__(self, address: str | None, num_actors: int) -> None:
+    def __init__(self, address: str | None, max_actors: int) -> None:
         import os
 
         import ray
 
         self.ray = ray
         joining = address or os.environ.get("RAY_ADDRESS")
+        # ray.init installs a SIGTERM handler that aborts the driver; keep the process's
+        # own (shoal train's stops the run in order and writes its summary).
+        on_sigterm = signal.getsignal(signal.SIGTERM)
         if joining:
             ray.init(address=joining, log_to_driver=False)
         else:  # one logical CPU per component: they share this machine's cores anyway
-            ray.init(num_cpus=max(os.cpu_count() or 1, num_actors + 2),
+            ray.init(num_cpus=max(os.cpu_count() or 1, max_actors + 2),
                      include_dashboard=False, log_to_driver=False)
+        if on_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)
         self._gpus = ray.cluster_resources().get("GPU", 0)
 
     def start(self, component: type, *args: Any, gpu: bool = False,
@@ -342,22 +348,32 @@ class RayLaunch:
     def call(self, handle: Any, method: str, *args: Any) -> Any:
         return self.ray.get(getattr(handle, method).remote(*args), timeout=120)
 
-    def stop_all(self, replay: Any, learner: Any, actors: list[Any]) -> None:
+    def kill(self, handle: Any) -> None:
+        self.ray.kill(handle, no_restart=True)
+
+    def stop_all(self, replay: Any, learner: Any, fleet: ActorFleet) -> None:
         try:
-            _stop_in_order(self.call, replay, learner, actors)
+            _stop_in_order(self.call, replay, learner, fleet)
         finally:
             self.ray.shutdown()
 
 
-def _stop_in_order(call: Any, replay: Any, learner: Any, actors: list[Any]) -> None:
+def _stop_in_order(call: Any, replay: Any, learner: Any, fleet: ActorFleet) -> None:
     """Learner first (its final checkpoint), then the replay service, which releases any
     actor blocked on a full rate limiter, then the actors."""
-    for actor in actors:
-        call(actor, "request_stop")
+    fleet.stop_collecting()
     call(learner, "stop")
     call(replay, "stop")
-    for actor in actors:
-        call(actor, "stop")
+    fleet.stop()
+
+
+def fixed_actor_count(algo: str) -> str | None:
+    """Why ``algo`` cannot change its actor count mid-run, or None when it can."""
+    if ALGORITHMS[algo].experience != "rollouts":
+        return None
+    scalable = sorted(name for name, a in ALGORITHMS.items() if a.experience != "rollouts")
+    return (f"actors: {algo} trains on one rollout from each actor per update, so its actor "
+            f"count is fixed for the run; live scaling is for {', '.join(scalable)}")
 
 
 def write_config(run_dir: Path, settings: TrainSettings) -> None:

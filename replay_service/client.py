@@ -91,6 +91,11 @@ class Writer:
         self._closed = False
 
     @property
+    def items_stored(self) -> int:
+        """Items the server has acknowledged as stored (as far as this writer has read)."""
+        return self._stored.items
+
+    @property
     def items_in_flight(self) -> int:
         """Items sent whose acknowledgement this writer has not read yet."""
         return self._sent_items - self._stored.items

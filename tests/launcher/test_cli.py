@@ -38,6 +38,8 @@ def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
       "--parameters", "127.0.0.1:1", "--metrics-port", "-1", "--token-file", "{tmp}/t"],
      "--metrics-port: expected 0..65535, got -1"),
     (["top", "{tmp}"], "RUN_DIR: no prometheus_targets.json in"),
+    (["scale", "{tmp}", "--actors", "3"], "RUN_DIR: no control.json in"),
+    (["scale", "{tmp}", "--actors", "0"], "--actors: expected a positive count, got 0"),
 ])
 def test_bad_arguments_print_one_line_and_exit_2(tmp_path, monkeypatch, args, message):
     monkeypatch.delenv("SHOAL_TOKEN", raising=False)
@@ -79,6 +81,8 @@ def test_replay_demo_runs_a_server_process_end_to_end():
      "--algo: sac acts in box action spaces; CartPole-v1 has a discrete one"),
     (["--algo", "dqn", "--env", "Pendulum-v1"],
      "--algo: dqn acts in discrete action spaces; Pendulum-v1 has a box one"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--actors", "4", "--max-actors", "3"],
+     "--max-actors: expected >= --actors (4), got 3"),
 ])
 def test_bad_train_arguments_exit_2_with_one_line(args, message):
     result = shoal("train", "--local", *args)

@@ -8,7 +8,7 @@ from shoal.protos import generate
 def test_generated_code_is_up_to_date(tmp_path):
     fresh = generate.generate(tmp_path)
     assert {p.name for p in fresh} == {
-        f"{name}{suffix}" for name in ("replay", "parameters")
+        f"{name}{suffix}" for name in ("replay", "parameters", "control")
         for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")}
     stale = [p.name for p in fresh
              if p.read_bytes() != (generate.PROTOS_DIR / p.name).read_bytes()]

@@ -1,0 +1,147 @@
+"""A run's actors: starting them, changing how many there are while the run goes, and
+counting what every one of them did, across Ray restarts and removals.
+
+The fleet works on local components and Ray actor handles alike, through the run's
+``launch`` (``start``, ``call``, ``kill``). Indices are reused: a new actor takes the lowest
+free index and is told the new count, which is what sets its exploration (DQN's Ape-X
+epsilon is per index of N); removal takes the highest indices first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.actors.actor import Episode
+from shoal.launcher.run_dir import EventLog
+
+
+class ScalingRefused(Exception):
+    """The run cannot change its actor count (the message says why)."""
+
+
+@dataclass
+class ScaleResult:
+    previous: int
+    actors: int
+    removed_items_sent: int = 0    # by the actors removed: handed to their writers
+    removed_items_stored: int = 0  # and acknowledged as stored by the replay service
+
+
+@dataclass
+class FleetPoll:
+    env_steps: int                 # every life of every actor the run has had
+    episodes: list[Episode] = field(default_factory=list)
+    first_step_time: float | None = None
+
+
+class ActorFleet:
+    """``start(index, num_actors)`` starts one actor component and returns its handle;
+    ``metrics`` is the run's shoal instance -> /metrics address map, which the fleet keeps
+    current for its actors and hands to ``on_metrics_change`` when it changed."""
+
+    def __init__(self, launch: Any, start: Callable[[int, int], Any], events: EventLog,
+                 metrics: dict[str, str], on_metrics_change: Callable[[], None],
+                 max_actors: int, refuse_scaling: str | None = None) -> None:
+        self._launch = launch
+        self._start = start
+        self._events = events
+        self._metrics = metrics
+        self._on_metrics_change = on_metrics_change
+        self.max_actors = max_actors
+        self._refuse_scaling = refuse_scaling  # why this run's count is fixed, if it is
+        self.handles: dict[int, Any] = {}
+        # An actor restarted by Ray counts from 0 again: keep what its earlier lives did.
+        self._lives: dict[int, tuple[float, int]] = {}  # index -> (life started, its steps)
+        self._finished_steps = 0  # earlier lives and removed actors
+        self._departed_episodes: list[Episode] = []  # removed actors' last ones
+        self._first_step_time: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.handles)
+
+    def start(self, count: int) -> None:
+        self._add(count)
+        self._on_metrics_change()
+
+    def scale_to(self, count: int) -> ScaleResult:
+        """Adds or removes actors until there are ``count``; removed ones flush what they
+        hold (their writers wait for the replay service's acknowledgements) and leave."""
+        if self._refuse_scaling is not None:
+            raise ScalingRefused(self._refuse_scaling)
+        if not 1 <= count <= self.max_actors:
+            raise ValueError(f"actors: expected 1..{self.max_actors}, got {count}")
+        result = ScaleResult(previous=len(self.handles), actors=count)
+        if count > len(self.handles):
+            self._add(count)
+        while len(self.handles) > count:
+            index = max(self.handles)
+            final = self._remove(index)
+            result.removed_items_sent += final["items_sent"]
+            result.removed_items_stored += final["items_stored"]
+        self._on_metrics_change()
+        self._events.write("scale", previous=result.previous, actors=count,
+                           removed_items_sent=result.removed_items_sent,
+                           removed_items_stored=result.removed_items_stored)
+        return result
+
+    def poll(self) -> FleetPoll:
+        """Every actor's news; raises if one failed (Ray restarts crashed processes; an
+        error here is the actor's own loop failing, which a restart would repeat)."""
+        episodes, self._departed_episodes = self._departed_episodes, []
+        for index, handle in sorted(self.handles.items()):
+            poll = self._launch.call(handle, "poll")
+            if poll["error"]:
+                raise RuntimeError(f"actor {index} failed: {poll['error']}")
+            episodes += [Episode(**episode) for episode in poll["episodes"]]
+            ended_life_steps = self._record_life(index, poll)
+            if ended_life_steps is not None:
+                self._events.write("actor_restarted", actor=index, steps_before=ended_life_steps)
+                self._metrics[f"actor-{index}"] = self._launch.call(handle, "metrics_address")
+                self._on_metrics_change()
+            if poll["first_step_time"] and self._first_step_time is None:
+                self._first_step_time = poll["first_step_time"]
+        steps = self._finished_steps + sum(steps for _, steps in self._lives.values())
+        return FleetPoll(steps, episodes, self._first_step_time)
+
+    def stop_collecting(self) -> None:
+        for handle in self.handles.values():
+            self._launch.call(handle, "request_stop")
+
+    def stop(self) -> None:
+        for handle in self.handles.values():
+            self._launch.call(handle, "stop")
+
+    # ------------------------------------------------------------------------
+
+    def _add(self, count: int) -> None:
+        # Indices stay 0..n-1: removal takes the highest, so the free ones are n..count-1.
+        new = range(len(self.handles), count)
+        for index in new:  # Ray starts them all at once; the addresses wait for each
+            self.handles[index] = self._start(index, count)
+        for index in new:
+            self._metrics[f"actor-{index}"] = self._launch.call(self.handles[index],
+                                                                "metrics_address")
+
+    def _remove(self, index: int) -> dict[str, Any]:
+        handle = self.handles.pop(index)
+        self._launch.call(handle, "stop")
+        final = self._launch.call(handle, "poll")
+        self._launch.kill(handle)
+        self._record_life(index, final)
+        self._finished_steps += self._lives.pop(index)[1]
+        self._departed_episodes += [Episode(**episode) for episode in final["episodes"]]
+        del self._metrics[f"actor-{index}"]
+        return final
+
+    def _record_life(self, index: int, poll: dict[str, Any]) -> int | None:
+        """Records ``poll`` as the latest of actor ``index``'s current life. When it is a
+        new life (Ray restarted the actor), banks the steps of the one before and returns
+        them; None otherwise."""
+        started, steps = self._lives.get(index, (poll["started"], 0))
+        self._lives[index] = (poll["started"], poll["env_steps"])
+        if started == poll["started"]:
+            return None
+        self._finished_steps += steps
+        return steps

@@ -1,0 +1,170 @@
+"""Live scaling without Ray: the fleet over real local components (replay service, learner,
+actors as threads, gRPC over loopback), the control endpoint over real gRPC, and the
+hand-off of requests from the endpoint's threads to the watch loop's."""
+
+import dataclasses
+import threading
+
+import grpc
+import pytest
+
+from shoal.actors.envs import probe_spec
+from shoal.algorithms.registry import ALGORITHMS
+from shoal.launcher.components import (
+    ActorComponent,
+    LearnerComponent,
+    ReplayComponent,
+    algorithm_config,
+)
+from shoal.launcher.control import ControlClient, ControlServer, ScaleRequests
+from shoal.launcher.fleet import ActorFleet, ScaleResult, ScalingRefused
+from shoal.launcher.run_dir import EventLog
+from shoal.launcher.training import LocalLaunch, fixed_actor_count
+from shoal.protos import control_pb2, control_pb2_grpc
+
+from ..conftest import wait_until
+from .test_train_local import FAST
+
+TOKEN = "control-test-token"
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A replay service and a learner in this process, and a fleet of actors for them."""
+    config = algorithm_config("dqn", FAST)
+    values = dataclasses.asdict(config)
+    table = ALGORITHMS["dqn"].table(config, probe_spec("CartPole-v1"), 2)
+    replay = ReplayComponent(table, TOKEN, "127.0.0.1", None)
+    learner = LearnerComponent("dqn", "CartPole-v1", values, TOKEN, "127.0.0.1",
+                               replay.address(), table["name"], str(tmp_path), None,
+                               checkpoint_every=10**9)
+    metrics: dict[str, str] = {}
+    changes = []
+
+    def start(index: int, num_actors: int) -> ActorComponent:
+        return ActorComponent("dqn", "CartPole-v1", values, index, num_actors, 2, 0, TOKEN,
+                              replay.address(), table["name"], learner.address())
+
+    with EventLog(tmp_path / "events.jsonl") as events:
+        fleet = ActorFleet(LocalLaunch(), start, events, metrics,
+                           on_metrics_change=lambda: changes.append(sorted(metrics)),
+                           max_actors=4)
+        try:
+            yield fleet, replay, metrics, changes, tmp_path / "events.jsonl"
+        finally:
+            fleet.stop_collecting()
+            learner.stop(checkpoint=False)
+            replay.stop()
+            fleet.stop()
+
+
+def test_fleet_adds_and_removes_actors_and_loses_nothing(run):
+    fleet, replay, metrics, changes, events = run
+    fleet.start(1)
+    wait_until(lambda: fleet.poll().env_steps > 500, timeout=60, what="the first actor")
+
+    grown = fleet.scale_to(3)
+    assert (grown.previous, grown.actors, len(fleet)) == (1, 3, 3)
+    assert sorted(metrics) == ["actor-0", "actor-1", "actor-2"] == changes[-1]
+    wait_until(lambda: all(handle.poll()["env_steps"] > 0 for handle in fleet.handles.values()),
+               timeout=60, what="the new actors to step")
+    removed = [fleet.handles[1], fleet.handles[2]]
+
+    before = fleet.poll().env_steps
+    shrunk = fleet.scale_to(1)
+    assert (shrunk.previous, shrunk.actors, sorted(fleet.handles)) == (3, 1, [0])
+    assert sorted(metrics) == ["actor-0"]
+    # What the removed actors handed their writers, the replay service acknowledged.
+    assert shrunk.removed_items_sent > 0
+    assert shrunk.removed_items_stored == shrunk.removed_items_sent
+    assert all(handle.done() for handle in removed)
+    # Their steps still count, and the one left keeps collecting.
+    after = fleet.poll().env_steps
+    assert after >= before
+    wait_until(lambda: fleet.poll().env_steps > after + 200, timeout=60,
+               what="the remaining actor to keep stepping")
+    assert replay.poll()["inserted_items"] >= shrunk.removed_items_stored
+    assert '"event": "scale", ' in events.read_text()
+
+
+def test_fleet_refuses_counts_out_of_range_and_changes_nothing(run):
+    fleet, _, metrics, _, _ = run
+    fleet.start(1)
+    for count in (0, 5):
+        with pytest.raises(ValueError, match=rf"actors: expected 1..4, got {count}"):
+            fleet.scale_to(count)
+    assert len(fleet) == 1 and sorted(metrics) == ["actor-0"]
+
+
+def test_on_policy_runs_keep_their_actor_count():
+    assert fixed_actor_count("dqn") is None and fixed_actor_count("sac") is None
+    reason = fixed_actor_count("ppo")
+    assert reason is not None and "one rollout from each actor per update" in reason
+    fleet = ActorFleet(LocalLaunch(), lambda index, n: None, None, {}, lambda: None,
+                       max_actors=4, refuse_scaling=reason)
+    with pytest.raises(ScalingRefused, match="fixed for the run"):
+        fleet.scale_to(2)
+
+
+def test_requests_are_applied_on_the_loops_thread_and_answered():
+    requests = ScaleRequests()
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(requests.submit(3, timeout=10)))
+    caller.start()
+    applied_on = []
+
+    def scale(count: int) -> ScaleResult:
+        applied_on.append(threading.current_thread())
+        return ScaleResult(previous=1, actors=count)
+
+    wait_until(lambda: (requests.apply_pending(scale), bool(applied_on))[1],
+               what="the request to arrive")
+    caller.join(10)
+    assert applied_on == [threading.current_thread()]
+    assert answers == [ScaleResult(previous=1, actors=3)]
+
+
+def test_a_request_the_run_did_not_take_in_time_is_withdrawn():
+    requests = ScaleRequests()
+    with pytest.raises(TimeoutError):
+        requests.submit(3, timeout=0.05)
+    applied = []
+
+    def scale(count: int) -> ScaleResult:
+        applied.append(count)
+        return ScaleResult(1, count)
+
+    requests.apply_pending(scale)
+    assert applied == []  # nothing changes after the caller gave up
+
+
+def test_control_endpoint_needs_the_run_token_and_names_bad_fields():
+    requests = ScaleRequests()
+    status = {"actors": 2, "env_steps": 1234, "updates": 56}
+    with ControlServer(TOKEN, requests, lambda: status) as server:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = control_pb2_grpc.RunControlStub(channel)
+            for metadata in [(), (("authorization", "Bearer wrong"),)]:
+                with pytest.raises(grpc.RpcError) as raised:
+                    stub.Scale(control_pb2.ScaleRequest(actors=3), metadata=metadata)
+                assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with ControlClient(server.address, TOKEN) as client:
+            assert client.status().env_steps == 1234
+
+            def refuse(count: int) -> ScaleResult:
+                raise ValueError(f"actors: expected 1..4, got {count}")
+
+            answer = []
+            caller = threading.Thread(target=lambda: answer.append(_status_of(client, 9)))
+            caller.start()
+            wait_until(lambda: (requests.apply_pending(refuse), not caller.is_alive())[1],
+                       what="the refusal to reach the client")
+            assert answer == [(grpc.StatusCode.INVALID_ARGUMENT, "actors: expected 1..4, got 9")]
+
+
+def _status_of(client: ControlClient, actors: int) -> tuple[grpc.StatusCode, str]:
+    try:
+        client.scale(actors)
+    except grpc.RpcError as error:
+        return error.code(), error.details()
+    return grpc.StatusCode.OK, ""
