@@ -17,7 +17,7 @@ import torch
 from shoal.actors.collectors import COLLECTORS
 from shoal.actors.envs import episode_returns, make_vector_env, probe_spec
 from shoal.actors.weights import WeightFollower
-from shoal.replay_service.client import ReplayClient
+from shoal.replay_service.client import ReconnectingWriter, ReplayClient
 
 
 @dataclass
@@ -38,6 +38,7 @@ class ActorStats:
     env_steps: int = 0
     items_sent: int = 0
     items_stored: int = 0                # acknowledged by the replay service (all, once stopped)
+    items_lost: int = 0                  # unacknowledged when the replay service went away
     version: int = 0
     episodes: int = 0
     inference_seconds: float = 0.0       # in the policy's forward pass
@@ -124,8 +125,8 @@ class Actor:
         obs, _ = envs.reset(seed=self._seed)
         stats = self.stats
         try:
-            with self._replay.writer(
-                    self._table, max_items_per_message=collector.items_per_message) as writer:
+            with ReconnectingWriter(self._replay, self._table, stop,
+                                    max_items_per_message=collector.items_per_message) as writer:
                 while not stop.is_set() and (max_env_steps is None
                                              or stats.env_steps < max_env_steps):
                     self._follow_weights()
@@ -147,6 +148,7 @@ class Actor:
                             self._wait_for_newer_weights(stop)
                         stats.insert_blocked_seconds = writer.blocked_seconds
                         stats.items_stored = writer.items_stored
+                        stats.items_lost = writer.items_lost
                     stats.env_steps += self._num_envs
                     for env_return, length in episode_returns(info):
                         stats.record(Episode(stats.actor, env_return, length, stats.env_steps,

@@ -133,20 +133,24 @@ def _train(args: argparse.Namespace) -> int:
 
     from shoal.launcher.training import TrainSettings, run, write_config
 
-    _positive("--actors", args.actors)
-    if args.max_actors < args.actors:
-        raise UsageError(f"--max-actors: expected >= --actors ({args.actors}), "
-                         f"got {args.max_actors}")
     _positive("--envs-per-actor", args.envs_per_actor)
     _positive("--total-env-steps", args.total_env_steps)
     _positive("--return-window", args.return_window)
     config = _algorithm_config(args)
+    autoscale = _autoscale_range(args)
+    actors = args.actors if args.actors is not None else autoscale.low if autoscale else 2
+    _positive("--actors", actors)
+    max_actors = autoscale.high if autoscale else args.max_actors
+    if autoscale and not autoscale.low <= actors <= autoscale.high:
+        raise UsageError(f"--actors: expected within --autoscale {autoscale}, got {actors}")
+    if max_actors < actors:
+        raise UsageError(f"--max-actors: expected >= --actors ({actors}), got {max_actors}")
     if args.resume is not None and not (args.resume / "learner" / "learner.pt").exists():
         raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
     run_dir = args.resume or _new_run_dir(args)
     settings = TrainSettings(
-        algo=args.algo, env_id=args.env, actors=args.actors, max_actors=args.max_actors,
-        envs_per_actor=args.envs_per_actor,
+        algo=args.algo, env_id=args.env, actors=actors, max_actors=max_actors,
+        autoscale=autoscale, envs_per_actor=args.envs_per_actor,
         seed=args.seed, total_env_steps=args.total_env_steps, target_return=args.target_return,
         return_window=args.return_window, run_dir=run_dir, resume=args.resume, config=config)
     write_config(run_dir, settings)
@@ -188,6 +192,22 @@ def _scale(args: argparse.Namespace) -> int:
     print(f"actors {response.previous} -> {response.actors} at {status.env_steps:,} env "
           f"steps, {status.updates:,} updates{removed}")
     return 0
+
+
+def _autoscale_range(args: argparse.Namespace) -> Any:
+    from shoal.launcher.autoscale import AutoscaleRange
+    from shoal.launcher.training import fixed_actor_count
+
+    if args.autoscale is None:
+        return None
+    try:
+        bounds = AutoscaleRange.parse(args.autoscale)
+    except ValueError as error:
+        raise UsageError(f"--autoscale: {error}") from None
+    refused = fixed_actor_count(args.algo)
+    if refused is not None:
+        raise UsageError(f"--autoscale: {refused}")
+    return bounds
 
 
 def _new_run_dir(args: argparse.Namespace) -> Path:
@@ -363,9 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an agent")
     _add_algorithm(train)
-    train.add_argument("--actors", type=int, default=2, help="actor processes")
+    train.add_argument("--actors", type=int,
+                       help="actor processes (default: 2, or MIN of --autoscale)")
     train.add_argument("--max-actors", type=int, default=16,
                        help="the most `shoal scale` may ask for (dqn, sac)")
+    train.add_argument("--autoscale", metavar="MIN:MAX",
+                       help="adjust the actor count between MIN and MAX to keep the learner "
+                            "busy without actors queueing for it (dqn, sac)")
     train.add_argument("--envs-per-actor", type=int, default=8, help="vector env size")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--total-env-steps", type=int, default=200_000, help="step budget")

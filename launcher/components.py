@@ -7,6 +7,8 @@ cross process boundaries as they are.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import statistics
 import threading
 import time
@@ -43,6 +45,37 @@ def algorithm_config(algo: str, values: dict[str, Any]) -> Any:
         **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+class LifePorts:
+    """The ports a component's earlier life in this launch bound, kept beside its
+    checkpoints: Ray restarts a crashed component with the same arguments, and the new life
+    binds the same ports so that actors, the learner and Prometheus reconnect to it as
+    they are. A file from another launch (another run token) is not this one's."""
+
+    FILE = "ports.json"
+
+    def __init__(self, directory: Path | None, token: str) -> None:
+        self._path = directory / self.FILE if directory else None
+        self._launch = hashlib.sha256(token.encode()).hexdigest()[:16]
+        saved: dict[str, Any] = {}
+        if self._path is not None and self._path.exists():
+            saved = json.loads(self._path.read_text())
+        self.previous: dict[str, int] = (saved.get("ports", {})
+                                         if saved.get("launch") == self._launch else {})
+
+    @property
+    def restarted(self) -> bool:
+        """An earlier life of this component ran in this launch."""
+        return bool(self.previous)
+
+    def save(self, **ports: int) -> None:
+        if self._path is None:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self._path.with_name(f".{self.FILE}.tmp")
+        scratch.write_text(json.dumps({"launch": self._launch, "ports": ports}))
+        scratch.replace(self._path)
+
+
 class _Background:
     """Runs ``target(stop)`` in a thread and keeps its error for ``poll``."""
 
@@ -66,14 +99,27 @@ class _Background:
 
 
 class ReplayComponent:
+    """The replay service. With a checkpoint directory it checkpoints every
+    ``checkpoint_every_seconds`` and at stop, and a life Ray starts after a crash restores
+    the newest checkpoint and serves on the ports of the life before, so clients find it
+    where they left it."""
+
     def __init__(self, table_config: dict[str, Any], token: str, host: str,
-                 checkpoint_dir: str | None, *, run: str = "", metrics_port: int = 0) -> None:
+                 checkpoint_dir: str | None, *, run: str = "", metrics_port: int = 0,
+                 checkpoint_every_seconds: float = 0.0) -> None:
+        self.started = time.time()
         self.table = table_from_dict(table_config)
+        directory = Path(checkpoint_dir) if checkpoint_dir else None
+        ports = LifePorts(directory, token)
         self.server = ReplayServer([self.table], token=token, host=host,
-                                   checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None)
+                                   port=ports.previous.get("port", 0),
+                                   checkpoint_dir=directory,
+                                   checkpoint_every_seconds=checkpoint_every_seconds)
         self.server.start()
         self.metrics = MetricsServer(ReplayCollector(lambda: [self.table.stats()], run,
-                                                     "replay"), host, metrics_port)
+                                                     "replay"), host,
+                                     ports.previous.get("metrics_port", metrics_port))
+        ports.save(port=self.server.port, metrics_port=self.metrics.port)
 
     def address(self) -> str:
         return self.server.address
@@ -82,10 +128,12 @@ class ReplayComponent:
         return self.metrics.address
 
     def poll(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.table.stats())
+        restored = self.server.restored_from
+        return {**dataclasses.asdict(self.table.stats()), "started": self.started,
+                "restored_from": str(restored) if restored else None}
 
     def stop(self) -> None:
-        self.server.stop(grace=0.5)
+        self.server.stop(grace=0.5, checkpoint=True)
         self.metrics.close()
 
 
@@ -101,13 +149,20 @@ class LearnerComponent:
         self.config = algorithm_config(algo, config)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         learner = algorithm.make_learner(self.config, probe_spec(env_id), self.device)
+        self.started = time.time()
+        checkpoints = Path(run_dir) / "learner"
+        ports = LifePorts(checkpoints, token)
+        # A life Ray starts after a crash goes on from this run's newest checkpoint.
+        if ports.restarted and (checkpoints / "learner.pt").exists():
+            resume = run_dir
         self.resumed: dict[str, Any] = {}
         if resume is not None:
             saved = load_checkpoint(Path(resume) / "learner")
             learner.load_state_dict(saved["learner"])
             self.resumed = saved["counters"]
         self.env_steps = int(self.resumed.get("env_steps", 0))  # told by the launcher
-        self.parameters = ParameterServer(token=token, host=host, port=port).start()
+        self.parameters = ParameterServer(token=token, host=host,
+                                          port=ports.previous.get("port", port)).start()
         self.loop = LearnerLoop(
             learner, replay=ReplayClient(replay_address, token), table=table,
             batch_size=algorithm.batch_size(self.config, num_actors),
@@ -117,10 +172,17 @@ class LearnerComponent:
             max_policy_lag=getattr(self.config, "max_policy_lag", None),
             checkpoint_dir=Path(run_dir) / "learner", checkpoint_every=checkpoint_every,
             counters=lambda: {"env_steps": self.env_steps})
-        self.loop.stats.published_version = int(self.resumed.get("published_version", 0))
+        version = int(self.resumed.get("published_version", 0))
+        if ports.restarted:
+            # Actors hold weights the last life published after its checkpoint, and follow
+            # only newer versions: skip past every version it can have published since.
+            version += checkpoint_every + 1
+        self.loop.stats.published_version = version
         self.background = _Background("learner", self.loop.run)
         self.metrics = MetricsServer(LearnerCollector(self.loop, str(self.device), run,
-                                                      "learner"), host, metrics_port)
+                                                      "learner"), host,
+                                     ports.previous.get("metrics_port", metrics_port))
+        ports.save(port=self.parameters.port, metrics_port=self.metrics.port)
 
     def address(self) -> str:
         return self.parameters.address
@@ -141,6 +203,7 @@ class LearnerComponent:
                 "wait_seconds": prefetcher.wait_seconds if prefetcher else 0.0,
                 "update_seconds": stats.update_seconds, "device": str(self.device),
                 "samples": stats.samples, "stale_dropped": stats.stale_dropped,
+                "started": self.started, "resumed": self.resumed,
                 "error": self.background.error}
 
     def stop(self, checkpoint: bool = True) -> Path | None:
@@ -178,7 +241,7 @@ class ActorComponent:
         stats = self.actor.stats
         return {"env_steps": stats.env_steps, "first_step_time": stats.first_step_time,
                 "version": stats.version, "items_sent": stats.items_sent,
-                "items_stored": stats.items_stored,
+                "items_stored": stats.items_stored, "items_lost": stats.items_lost,
                 "episodes": [dataclasses.asdict(e) for e in stats.drain()],
                 "started": self.started, "error": self.background.error}
 

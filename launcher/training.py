@@ -9,6 +9,7 @@ as threads of this process (still gRPC over loopback); otherwise each is a Ray a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
@@ -25,6 +26,7 @@ from shoal.actors.actor import Episode
 from shoal.actors.envs import probe_spec
 from shoal.algorithms.registry import ALGORITHMS
 from shoal.launcher import top
+from shoal.launcher.autoscale import Autoscaler, AutoscaleRange
 from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayComponent
 from shoal.launcher.control import (
     ControlServer,
@@ -33,6 +35,7 @@ from shoal.launcher.control import (
     write_control_file,
 )
 from shoal.launcher.fleet import ActorFleet
+from shoal.launcher.metrics import LauncherCollector, MetricsServer
 from shoal.launcher.run_dir import EventLog
 from shoal.replay_service.auth import new_token
 
@@ -45,6 +48,8 @@ class TrainSettings:
     env_id: str
     actors: int = 2
     max_actors: int = 16           # what `shoal scale` may ask for
+    autoscale: AutoscaleRange | None = None  # the autoscaler's bounds, when it steers
+    replay_checkpoint_seconds: float = 30.0  # a restarted replay service resumes from it
     envs_per_actor: int = 8
     seed: int = 0
     total_env_steps: int = 200_000
@@ -57,7 +62,8 @@ class TrainSettings:
     def resolved(self) -> dict[str, Any]:
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                     if f.name != "config"}
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+        settings = {k: str(v) if isinstance(v, Path | AutoscaleRange) else v
+                    for k, v in settings.items()}
         return {**settings, "algorithm_config": dataclasses.asdict(self.config)}
 
 
@@ -126,7 +132,8 @@ class Watch:
     def __init__(self, settings: TrainSettings, events: EventLog, call: Any,
                  replay: Any, learner: Any, fleet: ActorFleet, env_steps_before: int,
                  metrics: dict[str, str] | None = None,
-                 scale_requests: ScaleRequests | None = None) -> None:
+                 scale_requests: ScaleRequests | None = None,
+                 autoscaler: Autoscaler | None = None) -> None:
         self.progress = Progress(settings, events)
         self._metrics = metrics or {}  # shoal instance -> /metrics address, for the view
         self.progress.env_steps_before = env_steps_before
@@ -134,6 +141,8 @@ class Watch:
         self._call = call
         self._replay, self._learner, self._fleet = replay, learner, fleet
         self._scale_requests = scale_requests
+        self._autoscaler = autoscaler
+        self._lives: dict[str, float] = {}  # component -> when its current life started
 
     def poll(self) -> dict[str, Any]:
         progress = self.progress
@@ -144,6 +153,11 @@ class Watch:
         learner = self._call(self._learner, "poll", progress.env_steps)
         if learner["error"]:
             raise RuntimeError(f"learner failed: {learner['error']}")
+        if self._lives.setdefault("learner", learner["started"]) != learner["started"]:
+            self._lives["learner"] = learner["started"]
+            self._events.write("learner_restarted", updates_before=progress.updates,
+                               resumed_updates=learner["updates"],
+                               resumed_counters=learner["resumed"])
         progress.updates = learner["updates"]
         return learner
 
@@ -180,6 +194,7 @@ class Watch:
                     updates_per_s = (progress.updates - last_updates) / elapsed
                     rates, scraped = self._rates(scraped, elapsed)
                     self._log_throughput(learner, steps_per_s, updates_per_s, rates)
+                    self._autoscale(now, scraped)
                     mean = "-" if progress.mean_return is None else f"{progress.mean_return:.1f}"
                     headline = (f"env steps {progress.env_steps:,} ({steps_per_s:,.0f}/s)  "
                                 f"updates {progress.updates:,} ({updates_per_s:,.0f}/s)  "
@@ -199,6 +214,18 @@ class Watch:
             if live is not None:
                 live.stop()
 
+    def _autoscale(self, now: float, scraped: top.Samples) -> None:
+        if self._autoscaler is None:
+            return
+        decision = self._autoscaler.observe(now, scraped, len(self._fleet))
+        if decision is None:
+            return
+        self._events.write("autoscale", previous=decision.previous, actors=decision.actors,
+                           reason=decision.reason, **decision.figures)
+        print(f"autoscale: actors {decision.previous} -> {decision.actors}: {decision.reason}",
+              file=sys.stderr, flush=True)
+        self._fleet.scale_to(decision.actors)
+
     def _rates(self, before: top.Samples, seconds: float) -> tuple[top.Rates | None,
                                                                    top.Samples]:
         if not self._metrics:
@@ -210,6 +237,10 @@ class Watch:
                         updates_per_s: float, rates: top.Rates | None) -> None:
         progress = self.progress
         replay = self._call(self._replay, "poll")
+        if self._lives.setdefault("replay", replay["started"]) != replay["started"]:
+            self._lives["replay"] = replay["started"]
+            self._events.write("replay_restarted", restored_from=replay["restored_from"],
+                               size=replay["size"], inserted_items=replay["inserted_items"])
         balance = {} if rates is None else {
             "learner_busy": rates.learner_busy, "learner_waiting": rates.learner_waiting,
             "actors_blocked": rates.actors_blocked, "policy_lag": rates.policy_lag}
@@ -246,12 +277,13 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
     with EventLog(run_dir / "events.jsonl") as events:
         run = run_dir.name
         replay = launch.start(ReplayComponent, table, token, host, str(run_dir / "replay"),
-                              run=run)
+                              run=run, restart=True,
+                              checkpoint_every_seconds=settings.replay_checkpoint_seconds)
         replay_address = launch.call(replay, "address")
         learner = launch.start(LearnerComponent, settings.algo, settings.env_id, config, token,
                                host, replay_address, table["name"], str(run_dir),
                                str(settings.resume) if settings.resume else None, gpu=True,
-                               run=run, num_actors=settings.actors)
+                               restart=True, run=run, num_actors=settings.actors)
         parameters_address = launch.call(learner, "address")
         metrics = {"replay": launch.call(replay, "metrics_address"),
                    "learner": launch.call(learner, "metrics_address")}
@@ -260,7 +292,7 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
             return launch.start(ActorComponent, settings.algo, settings.env_id, config, index,
                                 num_actors, settings.envs_per_actor, settings.seed, token,
                                 replay_address, table["name"], parameters_address,
-                                restart=True, run=run)
+                                 restart=True, spread=True, run=run)
 
         fleet = ActorFleet(launch, start_actor, events, metrics,
                            on_metrics_change=lambda: write_prometheus_targets(run_dir, run,
@@ -272,11 +304,17 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
         events.write("start", settings=settings.resolved(), resumed=resumed,
                      launch="local" if local else "ray")
         scale_requests = ScaleRequests()
+        autoscaler = None if settings.autoscale is None else Autoscaler(settings.autoscale)
         watch = Watch(settings, events, launch.call, replay, learner, fleet,
                       env_steps_before=int(resumed.get("env_steps", 0)), metrics=metrics,
-                      scale_requests=scale_requests)
+                      scale_requests=scale_requests, autoscaler=autoscaler)
+        launcher_metrics = MetricsServer(LauncherCollector(
+            lambda: len(fleet), lambda: autoscaler.decisions if autoscaler else {}, run), host)
+        metrics["launcher"] = launcher_metrics.address
+        write_prometheus_targets(run_dir, run, metrics)
         try:
-            with ControlServer(token, scale_requests, watch.status) as control:
+            with ControlServer(token, scale_requests, watch.status) as control, \
+                    contextlib.closing(launcher_metrics):
                 write_control_file(run_dir, control.address, token)
                 progress = watch.run()
         except KeyboardInterrupt:
@@ -299,7 +337,7 @@ class LocalLaunch:
     """Components as objects of this process (their work runs in threads)."""
 
     def start(self, component: type, *args: Any, gpu: bool = False,
-              restart: bool = False, **keywords: Any) -> Any:
+              restart: bool = False, spread: bool = False, **keywords: Any) -> Any:
         return component(*args, **keywords)
 
     @staticmethod
@@ -337,10 +375,12 @@ class RayLaunch:
         self._gpus = ray.cluster_resources().get("GPU", 0)
 
     def start(self, component: type, *args: Any, gpu: bool = False,
-              restart: bool = False, **keywords: Any) -> Any:
+              restart: bool = False, spread: bool = False, **keywords: Any) -> Any:
         options: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1 if restart else 0}
         if restart:  # a call to a dead actor waits for its next life instead of failing
-            options.update(max_task_retries=-1, scheduling_strategy="SPREAD")
+            options.update(max_task_retries=-1)
+        if spread:
+            options.update(scheduling_strategy="SPREAD")
         if gpu and self._gpus:
             options["num_gpus"] = 1
         return self.ray.remote(component).options(**options).remote(*args, **keywords)

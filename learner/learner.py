@@ -25,7 +25,7 @@ from shoal.learner.checkpoint import save_checkpoint
 from shoal.learner.parameter_service import ParameterServer
 from shoal.learner.policy_lag import LagHistogram, item_lags
 from shoal.learner.prefetch import DeviceBatch, Prefetcher
-from shoal.replay_service.client import ReplayClient
+from shoal.replay_service.client import RETRYABLE, ReconnectingSampler, ReplayClient
 
 
 @dataclass
@@ -36,6 +36,7 @@ class LearnerStats:
     published_version: int = 0
     publishes: int = 0
     stale_dropped: int = 0  # items older than max_policy_lag versions, not trained on
+    priority_updates_dropped: int = 0  # sent while the replay service was away
     metrics: deque[dict[str, float]] = field(default_factory=lambda: deque(maxlen=100))
 
 
@@ -83,9 +84,12 @@ class LearnerLoop:
             keys, priorities = item
             try:
                 self._replay.update_priorities(self._table, keys, priorities)
-            except grpc.RpcError as error:  # the loop sees the thread gone and says why
+            except grpc.RpcError as error:
+                if error.code() in RETRYABLE:  # the service restarts from a checkpoint,
+                    self.stats.priority_updates_dropped += 1  # whose priorities are older
+                    continue
                 self.priority_error = f"{error.code().name}: {error.details()}"
-                return
+                return  # the loop sees the thread gone and says why
 
     def run(self, stop: threading.Event, max_updates: int | None = None) -> None:
         self.publish()  # actors start from the learner's initial weights
@@ -93,7 +97,7 @@ class LearnerLoop:
         sender = threading.Thread(target=self._send_priorities, args=(pending,),
                                   name="priorities", daemon=True)
         sender.start()
-        with self._replay.sample(self._table, self._batch_size, prefetch=2) as batches:
+        with ReconnectingSampler(self._replay, self._table, self._batch_size) as batches:
             self.prefetcher = Prefetcher(batches, self._device, self._prefetch_depth)
             try:
                 while not stop.is_set() and (max_updates is None

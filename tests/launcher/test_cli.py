@@ -83,6 +83,14 @@ def test_replay_demo_runs_a_server_process_end_to_end():
      "--algo: dqn acts in discrete action spaces; Pendulum-v1 has a box one"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--actors", "4", "--max-actors", "3"],
      "--max-actors: expected >= --actors (4), got 3"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--autoscale", "4"],
+     "--autoscale: expected MIN:MAX actor counts, e.g. 1:8, got '4'"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--autoscale", "3:2"],
+     "--autoscale: expected 1 <= MIN <= MAX, got '3:2'"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--autoscale", "2:4", "--actors", "5"],
+     "--actors: expected within --autoscale 2:4, got 5"),
+    (["--algo", "ppo", "--env", "CartPole-v1", "--autoscale", "1:4"],
+     "--autoscale: actors: ppo trains on one rollout from each actor per update"),
 ])
 def test_bad_train_arguments_exit_2_with_one_line(args, message):
     result = shoal("train", "--local", *args)

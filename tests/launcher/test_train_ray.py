@@ -49,13 +49,13 @@ def test_train_on_local_ray_survives_a_killed_actor_and_scales(tmp_path):
         # the restarted actor's new /metrics port
         wait_until(lambda: json.loads(targets.read_text()) != before, timeout=30,
                    what="the targets to follow the new life")
-        assert len(json.loads(targets.read_text())) == len(before) == 4
+        assert len(json.loads(targets.read_text())) == len(before) == 5  # with the launcher
 
         grown = shoal("scale", str(run_dir), "--actors", "3")
         assert grown.returncode == 0, grown.stderr
         assert grown.stdout.startswith("actors 2 -> 3 at ")
         wait_until(lambda: len(actor_pids()) == 3, timeout=60, what="a third actor process")
-        assert len(json.loads(targets.read_text())) == 5
+        assert len(json.loads(targets.read_text())) == 6
 
         shrunk = shoal("scale", str(run_dir), "--actors", "1")
         assert shrunk.returncode == 0, shrunk.stderr
@@ -65,8 +65,8 @@ def test_train_on_local_ray_survives_a_killed_actor_and_scales(tmp_path):
         sent, stored = counts.groups()
         assert sent == stored and int(sent.replace(",", "")) > 0
         wait_until(lambda: len(actor_pids()) == 1, timeout=60, what="two actors to leave")
-        assert [t["labels"]["shoal_instance"] for t in json.loads(targets.read_text())] == [
-            "replay", "learner", "actor-0"]
+        assert sorted(t["labels"]["shoal_instance"] for t in json.loads(targets.read_text())) == [
+            "actor-0", "launcher", "learner", "replay"]
         too_many = shoal("scale", str(run_dir), "--actors", "4")
         assert too_many.returncode == 2 and "actors: expected 1..3, got 4" in too_many.stderr
 

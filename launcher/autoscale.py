@@ -1,0 +1,106 @@
+"""``--autoscale MIN:MAX``: the actor count that keeps the learner busy without making
+actors queue for it, decided from the metrics the run's processes already export.
+
+The replay service's rate limiter holds the samples-per-insert ratio whatever the count,
+so the count only decides which side waits: with too few actors the learner waits for
+batches (add one), with too many the actors sit blocked on insert (remove one). Each
+decision looks at one window of rates (``Rates.between`` two scrapes), and a change is
+followed by a settling time before the next window opens, so new actors' start-up and the
+table's catching up do not count as the new count's figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shoal.launcher.top import Rates, Samples
+
+
+@dataclass(frozen=True)
+class AutoscaleRange:
+    low: int
+    high: int
+
+    @classmethod
+    def parse(cls, text: str) -> AutoscaleRange:
+        """``MIN:MAX``, 1 <= MIN <= MAX; ValueError naming what is wrong."""
+        low, sep, high = text.partition(":")
+        if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+            raise ValueError(f"expected MIN:MAX actor counts, e.g. 1:8, got {text!r}")
+        bounds = cls(int(low), int(high))
+        if not 1 <= bounds.low <= bounds.high:
+            raise ValueError(f"expected 1 <= MIN <= MAX, got {text!r}")
+        return bounds
+
+    def __str__(self) -> str:
+        return f"{self.low}:{self.high}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    previous: int
+    actors: int
+    reason: str
+    figures: dict[str, Any]
+
+
+class Autoscaler:
+    """Feed it every scrape (``observe``); it answers with a Decision when the count should
+    change. ``busy_target``: the learner's share of time in updates it aims for;
+    ``blocked_limit``: the actors' share of time blocked on insert that means too many."""
+
+    def __init__(self, bounds: AutoscaleRange, *, busy_target: float = 0.9,
+                 blocked_limit: float = 0.5, window_seconds: float = 10.0,
+                 settle_seconds: float = 10.0) -> None:
+        self.bounds = bounds
+        self.busy_target = busy_target
+        self.blocked_limit = blocked_limit
+        self.window_seconds = window_seconds
+        self.settle_seconds = settle_seconds
+        self._window_start: tuple[float, Samples] | None = None
+        self._quiet_until = 0.0
+        self.decisions = {"up": 0, "down": 0}
+
+    def observe(self, now: float, samples: Samples, actors: int) -> Decision | None:
+        if now < self._quiet_until:
+            return None
+        if self._window_start is None:
+            self._window_start = (now, samples)
+            return None
+        started, before = self._window_start
+        if now - started < self.window_seconds:
+            return None
+        self._window_start = (now, samples)
+        decision = self.decide(Rates.between(before, samples, now - started), actors)
+        if decision is not None:
+            self.decisions["up" if decision.actors > decision.previous else "down"] += 1
+            self._window_start = None
+            self._quiet_until = now + self.settle_seconds
+        return decision
+
+    def decide(self, rates: Rates, actors: int) -> Decision | None:
+        """The rule, on one window's rates."""
+        waiting_limit = 1.0 - self.busy_target
+        figures = {"learner_busy": round(rates.learner_busy, 3),
+                   "learner_waiting": round(rates.learner_waiting, 3),
+                   "actors_blocked": round(rates.actors_blocked, 3),
+                   "env_steps_per_s": round(rates.env_steps_per_s_total, 1),
+                   "updates_per_s": round(rates.updates_per_s, 1),
+                   "samples_per_insert": (None if rates.samples_per_insert is None
+                                          else round(rates.samples_per_insert, 2)),
+                   "window_seconds": round(rates.seconds, 1)}
+        starved = (rates.learner_busy < self.busy_target
+                   and rates.learner_waiting > waiting_limit)
+        if starved and rates.actors_blocked < self.blocked_limit and actors < self.bounds.high:
+            return Decision(actors, actors + 1,
+                            f"the learner waited {rates.learner_waiting:.0%} of the time for "
+                            f"data (busy {rates.learner_busy:.0%} < {self.busy_target:.0%})",
+                            figures)
+        if (rates.actors_blocked >= self.blocked_limit
+                and rates.learner_waiting <= waiting_limit and actors > self.bounds.low):
+            return Decision(actors, actors - 1,
+                            f"actors sat blocked on insert {rates.actors_blocked:.0%} of the "
+                            f"time while the learner waited {rates.learner_waiting:.0%}",
+                            figures)
+        return None
