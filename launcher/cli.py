@@ -136,6 +136,10 @@ def _train(args: argparse.Namespace) -> int:
     _positive("--envs-per-actor", args.envs_per_actor)
     _positive("--total-env-steps", args.total_env_steps)
     _positive("--return-window", args.return_window)
+    _positive("--checkpoint-every", args.checkpoint_every)
+    if not args.replay_checkpoint_every >= 0:
+        raise UsageError(f"--replay-checkpoint-every: expected seconds >= 0, "
+                         f"got {args.replay_checkpoint_every}")
     config = _algorithm_config(args)
     autoscale = _autoscale_range(args)
     actors = args.actors if args.actors is not None else autoscale.low if autoscale else 2
@@ -151,6 +155,8 @@ def _train(args: argparse.Namespace) -> int:
     settings = TrainSettings(
         algo=args.algo, env_id=args.env, actors=actors, max_actors=max_actors,
         autoscale=autoscale, envs_per_actor=args.envs_per_actor,
+        replay_checkpoint_seconds=args.replay_checkpoint_every,
+        learner_checkpoint_updates=args.checkpoint_every,
         seed=args.seed, total_env_steps=args.total_env_steps, target_return=args.target_return,
         return_window=args.return_window, run_dir=run_dir, resume=args.resume, config=config)
     write_config(run_dir, settings)
@@ -405,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "else a local Ray on this machine)")
     train.add_argument("--local", action="store_true",
                        help="every component as threads of this process")
+    train.add_argument("--replay-checkpoint-every", type=float, default=30.0,
+                       metavar="SECONDS", help="replay checkpoints, which a restarted replay "
+                       "service resumes from (0: only at the end)")
+    train.add_argument("--checkpoint-every", type=int, default=2_000, metavar="UPDATES",
+                       help="learner checkpoints, which a restarted learner resumes from")
     train.add_argument("--json", action="store_true", help="end with a JSON summary line")
     train.set_defaults(run=_train)
 

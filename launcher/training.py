@@ -50,6 +50,7 @@ class TrainSettings:
     max_actors: int = 16           # what `shoal scale` may ask for
     autoscale: AutoscaleRange | None = None  # the autoscaler's bounds, when it steers
     replay_checkpoint_seconds: float = 30.0  # a restarted replay service resumes from it
+    learner_checkpoint_updates: int = 2_000  # a restarted learner resumes from it
     envs_per_actor: int = 8
     seed: int = 0
     total_env_steps: int = 200_000
@@ -283,7 +284,8 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
         learner = launch.start(LearnerComponent, settings.algo, settings.env_id, config, token,
                                host, replay_address, table["name"], str(run_dir),
                                str(settings.resume) if settings.resume else None, gpu=True,
-                               restart=True, run=run, num_actors=settings.actors)
+                               restart=True, run=run, num_actors=settings.actors,
+                               checkpoint_every=settings.learner_checkpoint_updates)
         parameters_address = launch.call(learner, "address")
         metrics = {"replay": launch.call(replay, "metrics_address"),
                    "learner": launch.call(learner, "metrics_address")}

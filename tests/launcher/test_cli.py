@@ -89,6 +89,10 @@ def test_replay_demo_runs_a_server_process_end_to_end():
      "--autoscale: expected 1 <= MIN <= MAX, got '3:2'"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--autoscale", "2:4", "--actors", "5"],
      "--actors: expected within --autoscale 2:4, got 5"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--replay-checkpoint-every", "-1"],
+     "--replay-checkpoint-every: expected seconds >= 0, got -1.0"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--checkpoint-every", "0"],
+     "--checkpoint-every: expected a positive count, got 0"),
     (["--algo", "ppo", "--env", "CartPole-v1", "--autoscale", "1:4"],
      "--autoscale: actors: ppo trains on one rollout from each actor per update"),
 ])

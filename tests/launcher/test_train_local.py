@@ -59,7 +59,7 @@ def test_run_directory_holds_config_events_and_checkpoint(trained):
     assert checkpoint["counters"]["env_steps"] == summary["env_steps"]
     targets = json.loads((run_dir / "prometheus_targets.json").read_text())
     assert sorted(group["labels"]["shoal_instance"] for group in targets) == [
-        "actor-0", "learner", "replay"]
+        "actor-0", "launcher", "learner", "replay"]
 
 
 def test_plot_draws_learning_and_throughput_curves_of_a_real_run(trained, tmp_path):
