@@ -190,6 +190,11 @@ class DQNPolicy:
 
     def load(self, weights: Weights, version: int) -> None:
         load_weights(self._network, weights)
+        if self.version == 0 and version > 1:
+            # This actor's first weights are trained ones (Ray restarted it, it was added to
+            # a running run, or the run resumed): epsilon from 1 again would fill the table
+            # with random play and flood the training episodes with short ones.
+            self.steps = max(self.steps, self.config.epsilon_decay_steps)
         self.version = version
 
 

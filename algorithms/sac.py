@@ -335,6 +335,8 @@ class SACPolicy:
 
     def load(self, weights: Weights, version: int) -> None:
         load_weights(self.actor, weights)
+        if self.version == 0 and version > 1:
+            self.random_steps = 0  # first weights already trained: no random phase (as DQN)
         self.version = version
 
 

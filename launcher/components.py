@@ -45,6 +45,29 @@ def algorithm_config(algo: str, values: dict[str, Any]) -> Any:
         **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+NODE_ADDRESS = "node"
+"""The host a launcher passes when its run spans Ray nodes: each component binds the
+address of the node it landed on, which the launcher cannot know before placement."""
+
+
+def bind_host(host: str) -> str:
+    if host != NODE_ADDRESS:
+        return host
+    import ray
+
+    return str(ray.util.get_node_ip_address())
+
+
+class _Placed:
+    """Where a component runs, for the launcher's placement event."""
+
+    @staticmethod
+    def node_id() -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+
+
 class LifePorts:
     """The ports a component's earlier life in this launch bound, kept beside its
     checkpoints: Ray restarts a crashed component with the same arguments, and the new life
@@ -98,7 +121,7 @@ class _Background:
         self.thread.join(timeout)
 
 
-class ReplayComponent:
+class ReplayComponent(_Placed):
     """The replay service. With a checkpoint directory it checkpoints every
     ``checkpoint_every_seconds`` and at stop, and a life Ray starts after a crash restores
     the newest checkpoint and serves on the ports of the life before, so clients find it
@@ -108,6 +131,7 @@ class ReplayComponent:
                  checkpoint_dir: str | None, *, run: str = "", metrics_port: int = 0,
                  checkpoint_every_seconds: float = 0.0) -> None:
         self.started = time.time()
+        host = bind_host(host)
         self.table = table_from_dict(table_config)
         directory = Path(checkpoint_dir) if checkpoint_dir else None
         ports = LifePorts(directory, token)
@@ -137,7 +161,7 @@ class ReplayComponent:
         self.metrics.close()
 
 
-class LearnerComponent:
+class LearnerComponent(_Placed):
     """The learner, its ParameterService and its loop thread."""
 
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], token: str, host: str,
@@ -150,6 +174,7 @@ class LearnerComponent:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         learner = algorithm.make_learner(self.config, probe_spec(env_id), self.device)
         self.started = time.time()
+        host = bind_host(host)
         checkpoints = Path(run_dir) / "learner"
         ports = LifePorts(checkpoints, token)
         # A life Ray starts after a crash goes on from this run's newest checkpoint.
@@ -215,7 +240,7 @@ class LearnerComponent:
         return path
 
 
-class ActorComponent:
+class ActorComponent(_Placed):
     """One actor process's work: a vector env, the policy, writing, following weights."""
 
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], index: int,
@@ -232,7 +257,7 @@ class ActorComponent:
         self.background = _Background(
             f"actor-{index}", lambda stop: self.actor.run(stop, max_env_steps))
         self.metrics = MetricsServer(ActorCollector(self.actor.stats, run, f"actor-{index}"),
-                                     host, metrics_port)
+                                     bind_host(host), metrics_port)
 
     def metrics_address(self) -> str:
         return self.metrics.address

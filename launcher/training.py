@@ -27,7 +27,13 @@ from shoal.actors.envs import probe_spec
 from shoal.algorithms.registry import ALGORITHMS
 from shoal.launcher import top
 from shoal.launcher.autoscale import Autoscaler, AutoscaleRange
-from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayComponent
+from shoal.launcher.components import (
+    NODE_ADDRESS,
+    ActorComponent,
+    LearnerComponent,
+    ReplayComponent,
+    bind_host,
+)
 from shoal.launcher.control import (
     ControlServer,
     ScaleRequests,
@@ -273,8 +279,8 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
     table = algorithm.table(settings.config, spec, settings.envs_per_actor)
     config = dataclasses.asdict(settings.config)
     token = new_token()
-    host = "127.0.0.1"
     launch = LocalLaunch() if local else RayLaunch(address, settings.max_actors)
+    host = launch.host
     with EventLog(run_dir / "events.jsonl") as events:
         run = run_dir.name
         replay = launch.start(ReplayComponent, table, token, host, str(run_dir / "replay"),
@@ -294,7 +300,7 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
             return launch.start(ActorComponent, settings.algo, settings.env_id, config, index,
                                 num_actors, settings.envs_per_actor, settings.seed, token,
                                 replay_address, table["name"], parameters_address,
-                                 restart=True, spread=True, run=run)
+                                restart=True, spread=True, run=run, host=host)
 
         fleet = ActorFleet(launch, start_actor, events, metrics,
                            on_metrics_change=lambda: write_prometheus_targets(run_dir, run,
@@ -304,14 +310,20 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
         fleet.start(settings.actors)
         resumed = launch.call(learner, "resumed_counters")
         events.write("start", settings=settings.resolved(), resumed=resumed,
-                     launch="local" if local else "ray")
+                     launch="local" if local else "ray", host=host)
+        if not local:  # which Ray node each component landed on
+            events.write("placement", nodes={
+                name: launch.call(handle, "node_id") for name, handle in
+                [("replay", replay), ("learner", learner),
+                 *((f"actor-{i}", h) for i, h in sorted(fleet.handles.items()))]})
         scale_requests = ScaleRequests()
         autoscaler = None if settings.autoscale is None else Autoscaler(settings.autoscale)
         watch = Watch(settings, events, launch.call, replay, learner, fleet,
                       env_steps_before=int(resumed.get("env_steps", 0)), metrics=metrics,
                       scale_requests=scale_requests, autoscaler=autoscaler)
         launcher_metrics = MetricsServer(LauncherCollector(
-            lambda: len(fleet), lambda: autoscaler.decisions if autoscaler else {}, run), host)
+            lambda: len(fleet), lambda: autoscaler.decisions if autoscaler else {}, run),
+            bind_host(host))
         metrics["launcher"] = launcher_metrics.address
         write_prometheus_targets(run_dir, run, metrics)
         try:
@@ -337,6 +349,8 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
 
 class LocalLaunch:
     """Components as objects of this process (their work runs in threads)."""
+
+    host = "127.0.0.1"
 
     def start(self, component: type, *args: Any, gpu: bool = False,
               restart: bool = False, spread: bool = False, **keywords: Any) -> Any:
@@ -374,6 +388,9 @@ class RayLaunch:
                      include_dashboard=False, log_to_driver=False)
         if on_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_sigterm)
+        nodes = [node for node in ray.nodes() if node["Alive"]]
+        # One node: loopback. Several: each component binds its node's address.
+        self.host = NODE_ADDRESS if len(nodes) > 1 else "127.0.0.1"
         self._gpus = ray.cluster_resources().get("GPU", 0)
 
     def start(self, component: type, *args: Any, gpu: bool = False,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from shoal.algorithms.base import EnvSpec
+from shoal.algorithms.base import EnvSpec, weights_of
 from shoal.algorithms.dqn import (
     DQNConfig,
     DQNLearner,
@@ -95,3 +95,13 @@ def test_step_size_falls_linearly_to_its_final_value_and_resumes_where_it_was():
     restored.load_state_dict(learner.state_dict())
     rates = [restored.step(batch, probabilities).metrics["learning_rate"] for _ in range(4)]
     assert rates == pytest.approx([1.5e-3, 1e-3, 1e-3, 1e-3])
+
+
+def test_an_actor_whose_first_weights_are_trained_starts_at_its_final_epsilon():
+    config = DQNConfig()
+    fresh = DQNPolicy(config, CARTPOLE, actor_index=0, num_actors=1)
+    fresh.load(weights_of(fresh._network), version=1)  # the learner's initial weights
+    assert fresh.epsilon == 1.0
+    joining = DQNPolicy(config, CARTPOLE, actor_index=0, num_actors=1)
+    joining.load(weights_of(joining._network), version=300)
+    assert joining.epsilon == pytest.approx(joining.final_epsilon)

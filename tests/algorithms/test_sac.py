@@ -14,7 +14,7 @@ from torch.distributions import (
     TransformedDistribution,
 )
 
-from shoal.algorithms.base import EnvSpec
+from shoal.algorithms.base import EnvSpec, weights_of
 from shoal.algorithms.sac import (
     SAC,
     SACConfig,
@@ -298,3 +298,15 @@ def test_discrete_and_unbounded_specs_are_refused_by_name():
         SAC.table(SACConfig(), unbounded, 1)
     with pytest.raises(ValueError, match="tau"):
         SACConfig(tau=0.0)
+
+
+def test_an_actor_whose_first_weights_are_trained_skips_the_random_phase():
+    """A restarted or added actor, or a resumed run: version 1 is the learner's initial
+    weights, anything later is trained."""
+    config = SACConfig(hidden=(16, 16), learning_starts=10)
+    fresh = SACPolicy(config, BOX_2D, seed=3)
+    fresh.load(weights_of(fresh.actor), version=1)
+    assert fresh.random
+    joining = SACPolicy(config, BOX_2D, seed=3)
+    joining.load(weights_of(joining.actor), version=40)
+    assert not joining.random

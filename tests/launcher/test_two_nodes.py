@@ -1,0 +1,45 @@
+"""``shoal train --address`` on a real two-node Ray cluster on this machine
+(``ray.cluster_utils.Cluster``: a head and a second node, each its own raylet; Ray 2.60's
+token authentication on, as by default): the run joins the cluster, spreads its actors
+over both nodes, binds its services to the node address instead of loopback, and
+finishes its step budget."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from .test_train_local import train_command
+
+
+@pytest.mark.timeout(300)
+def test_train_joins_a_two_node_cluster_and_spreads_actors(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
+    try:
+        cluster.add_node(num_cpus=3)
+        cluster.wait_for_nodes()
+        result = subprocess.run(
+            train_command(tmp_path, "--actors", "4", "--total-env-steps", "6000",
+                          "--address", cluster.address),
+            capture_output=True, text=True, timeout=240,
+            env={**os.environ, "RAY_ADDRESS": ""})
+    finally:
+        cluster.shutdown()
+    assert result.returncode == 1, result.stderr[-3000:]  # no target: the budget ended it
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["env_steps"] >= 6000 and summary["updates"] > 0
+    events = [json.loads(line) for line in
+              next((tmp_path / "runs").glob("*/events.jsonl")).read_text().splitlines()]
+    start = next(e for e in events if e["event"] == "start")
+    assert start["launch"] == "ray" and start["host"] == "node"
+    nodes = next(e for e in events if e["event"] == "placement")["nodes"]
+    actor_nodes = {node for name, node in nodes.items() if name.startswith("actor-")}
+    assert len(actor_nodes) == 2, nodes
+    # Every process serves on its node's address, not loopback (the replay service and
+    # the ParameterService bind the same host as their /metrics).
+    targets = json.loads((tmp_path / "runs" / os.path.basename(summary["run_dir"])
+                          / "prometheus_targets.json").read_text())
+    assert all(not group["targets"][0].startswith("127.") for group in targets), targets
