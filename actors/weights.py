@@ -13,13 +13,14 @@ import grpc
 
 from shoal.algorithms.base import Weights
 from shoal.protos import codec, parameters_pb2, parameters_pb2_grpc
-from shoal.replay_service.auth import bearer_metadata, channel_options
+from shoal.replay_service.auth import Tls, bearer_metadata, channel_options, open_channel
 
 
 class WeightFollower:
-    def __init__(self, address: str, token: str, *, max_backoff: float = 5.0) -> None:
+    def __init__(self, address: str, token: str, *, max_backoff: float = 5.0,
+                 tls: Tls | None = None) -> None:
         self.received = 0
-        self._channel = grpc.insecure_channel(address, options=channel_options())
+        self._channel = open_channel(address, tls, channel_options())
         self._stub = parameters_pb2_grpc.ParameterServiceStub(self._channel)
         self._metadata = bearer_metadata(token)
         self._lock = threading.Condition()

@@ -151,12 +151,15 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-actors: expected >= --actors ({actors}), got {max_actors}")
     if args.resume is not None and not (args.resume / "learner" / "learner.pt").exists():
         raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert/--tls-key: give both, or neither")
     run_dir = args.resume or _new_run_dir(args)
+    tls = _tls(args, run_dir)
     settings = TrainSettings(
         algo=args.algo, env_id=args.env, actors=actors, max_actors=max_actors,
         autoscale=autoscale, envs_per_actor=args.envs_per_actor,
         replay_checkpoint_seconds=args.replay_checkpoint_every,
-        learner_checkpoint_updates=args.checkpoint_every,
+        learner_checkpoint_updates=args.checkpoint_every, tls=tls,
         seed=args.seed, total_env_steps=args.total_env_steps, target_return=args.target_return,
         return_window=args.return_window, run_dir=run_dir, resume=args.resume, config=config)
     write_config(run_dir, settings)
@@ -170,6 +173,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(dataclasses.asdict(summary)))
     return 130 if interrupted else 0 if summary.reached else 1
+
+
+def _tls(args: argparse.Namespace, run_dir: Path) -> Any:
+    from shoal.replay_service.auth import Tls
+
+    if args.tls_cert is not None:
+        try:
+            return Tls.from_files(args.tls_cert, args.tls_key)
+        except OSError as error:
+            raise UsageError(f"--tls-cert/--tls-key: {error}") from None
+    return Tls.generate(run_dir / "tls") if args.tls else None
 
 
 def _scale(args: argparse.Namespace) -> int:
@@ -416,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "service resumes from (0: only at the end)")
     train.add_argument("--checkpoint-every", type=int, default=2_000, metavar="UPDATES",
                        help="learner checkpoints, which a restarted learner resumes from")
+    train.add_argument("--tls", action="store_true",
+                       help="TLS on every channel of the run, with a certificate generated for "
+                            "it (RUN_DIR/tls/) unless --tls-cert/--tls-key give one")
+    train.add_argument("--tls-cert", type=Path, help="PEM certificate for name 'shoal'")
+    train.add_argument("--tls-key", type=Path, help="its PEM private key")
     train.add_argument("--json", action="store_true", help="end with a JSON summary line")
     train.set_defaults(run=_train)
 

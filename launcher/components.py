@@ -30,6 +30,7 @@ from shoal.launcher.metrics import (
 from shoal.learner.checkpoint import load_checkpoint
 from shoal.learner.learner import LearnerLoop
 from shoal.learner.parameter_service import ParameterServer
+from shoal.replay_service.auth import Tls
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.config import table_from_dict
 from shoal.replay_service.server import ReplayServer
@@ -129,7 +130,7 @@ class ReplayComponent(_Placed):
 
     def __init__(self, table_config: dict[str, Any], token: str, host: str,
                  checkpoint_dir: str | None, *, run: str = "", metrics_port: int = 0,
-                 checkpoint_every_seconds: float = 0.0) -> None:
+                 checkpoint_every_seconds: float = 0.0, tls: Tls | None = None) -> None:
         self.started = time.time()
         host = bind_host(host)
         self.table = table_from_dict(table_config)
@@ -138,7 +139,7 @@ class ReplayComponent(_Placed):
         self.server = ReplayServer([self.table], token=token, host=host,
                                    port=ports.previous.get("port", 0),
                                    checkpoint_dir=directory,
-                                   checkpoint_every_seconds=checkpoint_every_seconds)
+                                   checkpoint_every_seconds=checkpoint_every_seconds, tls=tls)
         self.server.start()
         self.metrics = MetricsServer(ReplayCollector(lambda: [self.table.stats()], run,
                                                      "replay"), host,
@@ -167,7 +168,8 @@ class LearnerComponent(_Placed):
     def __init__(self, algo: str, env_id: str, config: dict[str, Any], token: str, host: str,
                  replay_address: str, table: str, run_dir: str, resume: str | None, *,
                  port: int = 0, checkpoint_every: int = CHECKPOINT_EVERY_UPDATES,
-                 run: str = "", metrics_port: int = 0, num_actors: int = 1) -> None:
+                 run: str = "", metrics_port: int = 0, num_actors: int = 1,
+                 tls: Tls | None = None) -> None:
         algorithm = ALGORITHMS[algo]
         self.algo = algo
         self.config = algorithm_config(algo, config)
@@ -186,10 +188,10 @@ class LearnerComponent(_Placed):
             learner.load_state_dict(saved["learner"])
             self.resumed = saved["counters"]
         self.env_steps = int(self.resumed.get("env_steps", 0))  # told by the launcher
-        self.parameters = ParameterServer(token=token, host=host,
+        self.parameters = ParameterServer(token=token, host=host, tls=tls,
                                           port=ports.previous.get("port", port)).start()
         self.loop = LearnerLoop(
-            learner, replay=ReplayClient(replay_address, token), table=table,
+            learner, replay=ReplayClient(replay_address, token, tls=tls), table=table,
             batch_size=algorithm.batch_size(self.config, num_actors),
             parameters=self.parameters, device=self.device,
             publish_every=algorithm.publish_every,
@@ -247,10 +249,11 @@ class ActorComponent(_Placed):
                  num_actors: int, num_envs: int, seed: int, token: str, replay_address: str,
                  table: str, parameters_address: str, *,
                  max_env_steps: int | None = None, run: str = "",
-                 host: str = "127.0.0.1", metrics_port: int = 0) -> None:
+                 host: str = "127.0.0.1", metrics_port: int = 0,
+                 tls: Tls | None = None) -> None:
         self.started = time.time()
-        self.weights = WeightFollower(parameters_address, token)
-        self.replay = ReplayClient(replay_address, token)
+        self.weights = WeightFollower(parameters_address, token, tls=tls)
+        self.replay = ReplayClient(replay_address, token, tls=tls)
         self.actor = Actor(ALGORITHMS[algo], algorithm_config(algo, config), env_id,
                            num_envs=num_envs, actor_index=index, num_actors=num_actors,
                            seed=seed, replay=self.replay, table=table, weights=self.weights)

@@ -43,7 +43,7 @@ from shoal.launcher.control import (
 from shoal.launcher.fleet import ActorFleet
 from shoal.launcher.metrics import LauncherCollector, MetricsServer
 from shoal.launcher.run_dir import EventLog
-from shoal.replay_service.auth import new_token
+from shoal.replay_service.auth import Tls, new_token
 
 RETURN_WINDOW = 20  # by default the target is the mean of the last 20 training episodes
 
@@ -57,6 +57,7 @@ class TrainSettings:
     autoscale: AutoscaleRange | None = None  # the autoscaler's bounds, when it steers
     replay_checkpoint_seconds: float = 30.0  # a restarted replay service resumes from it
     learner_checkpoint_updates: int = 2_000  # a restarted learner resumes from it
+    tls: Tls | None = None         # the run's certificate and key, when its channels use TLS
     envs_per_actor: int = 8
     seed: int = 0
     total_env_steps: int = 200_000
@@ -68,7 +69,8 @@ class TrainSettings:
 
     def resolved(self) -> dict[str, Any]:
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                    if f.name != "config"}
+                    if f.name not in ("config", "tls")}
+        settings["tls"] = self.tls is not None  # never the key in config.json
         settings = {k: str(v) if isinstance(v, Path | AutoscaleRange) else v
                     for k, v in settings.items()}
         return {**settings, "algorithm_config": dataclasses.asdict(self.config)}
@@ -284,14 +286,15 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
     with EventLog(run_dir / "events.jsonl") as events:
         run = run_dir.name
         replay = launch.start(ReplayComponent, table, token, host, str(run_dir / "replay"),
-                              run=run, restart=True,
+                              run=run, restart=True, tls=settings.tls,
                               checkpoint_every_seconds=settings.replay_checkpoint_seconds)
         replay_address = launch.call(replay, "address")
         learner = launch.start(LearnerComponent, settings.algo, settings.env_id, config, token,
                                host, replay_address, table["name"], str(run_dir),
                                str(settings.resume) if settings.resume else None, gpu=True,
                                restart=True, run=run, num_actors=settings.actors,
-                               checkpoint_every=settings.learner_checkpoint_updates)
+                               checkpoint_every=settings.learner_checkpoint_updates,
+                               tls=settings.tls)
         parameters_address = launch.call(learner, "address")
         metrics = {"replay": launch.call(replay, "metrics_address"),
                    "learner": launch.call(learner, "metrics_address")}
@@ -300,7 +303,8 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
             return launch.start(ActorComponent, settings.algo, settings.env_id, config, index,
                                 num_actors, settings.envs_per_actor, settings.seed, token,
                                 replay_address, table["name"], parameters_address,
-                                restart=True, spread=True, run=run, host=host)
+                                restart=True, spread=True, run=run, host=host,
+                                tls=settings.tls)
 
         fleet = ActorFleet(launch, start_actor, events, metrics,
                            on_metrics_change=lambda: write_prometheus_targets(run_dir, run,

@@ -14,7 +14,7 @@ import grpc
 
 from shoal.algorithms.base import Weights
 from shoal.protos import codec, parameters_pb2, parameters_pb2_grpc
-from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bind, token_server
+from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, Tls, bind, token_server
 
 _POLL_SECONDS = 0.5
 
@@ -38,7 +38,8 @@ class ParameterServer:
     """``with ParameterServer(token=t) as weights: weights.publish(learner.weights())``."""
 
     def __init__(self, *, token: str, host: str = "127.0.0.1", port: int = 0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_workers: int = 64) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_workers: int = 64,
+                 tls: Tls | None = None) -> None:
         self.version = 0
         self.closed = False
         self._latest: parameters_pb2.Weights | None = None
@@ -46,7 +47,7 @@ class ParameterServer:
         self._grpc = token_server(token, max_workers=max_workers,
                                   max_message_bytes=max_message_bytes, thread_prefix="params")
         parameters_pb2_grpc.add_ParameterServiceServicer_to_server(_Servicer(self), self._grpc)
-        self.port, self.address = bind(self._grpc, host, port)
+        self.port, self.address = bind(self._grpc, host, port, tls)
 
     def publish(self, weights: Weights, version: int | None = None) -> int:
         """Makes ``weights`` the newest version (the next number, or ``version`` when a

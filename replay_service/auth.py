@@ -7,8 +7,10 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import subprocess
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +71,60 @@ def token_server(token: str, *, max_workers: int, max_message_bytes: int,
         options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)])
 
 
-def bind(server: grpc.Server, host: str, port: int) -> tuple[int, str]:
-    """Binds ``host:port`` (0: any free port); returns the port and ``host:port``."""
-    bound = server.add_insecure_port(f"{host}:{port}")
+TLS_NAME = "shoal"
+"""The name in every shoal certificate, and the one clients check: services bind node
+addresses that no certificate could list ahead of time, so clients trust exactly the run's
+certificate and ask it for this name."""
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A run's TLS certificate (and, for the processes that serve, its key), PEM."""
+
+    cert: bytes
+    key: bytes | None = None
+
+    @classmethod
+    def from_files(cls, cert: Path, key: Path) -> Tls:
+        return cls(cert.read_bytes(), key.read_bytes())
+
+    @classmethod
+    def generate(cls, directory: Path) -> Tls:
+        """A self-signed certificate for ``TLS_NAME``, written into ``directory`` (key mode
+        0600), valid 30 days; openssl does the cryptography."""
+        directory.mkdir(parents=True, exist_ok=True)
+        cert, key = directory / "tls.crt", directory / "tls.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30", "-subj",
+             f"/CN={TLS_NAME}", "-addext", f"subjectAltName=DNS:{TLS_NAME}",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True)
+        key.chmod(0o600)
+        return cls.from_files(cert, key)
+
+
+def open_channel(address: str, tls: Tls | None,
+                 options: list[tuple[str, Any]] | None = None) -> grpc.Channel:
+    """A channel to a shoal service: TLS trusting exactly the run's certificate, or plain."""
+    options = list(options or [])
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    credentials = grpc.ssl_channel_credentials(root_certificates=tls.cert)
+    return grpc.secure_channel(address, credentials,
+                               options=[*options, ("grpc.ssl_target_name_override", TLS_NAME)])
+
+
+def bind(server: grpc.Server, host: str, port: int, tls: Tls | None = None) -> tuple[int, str]:
+    """Binds ``host:port`` (0: any free port), with TLS when given; returns the port and
+    ``host:port``."""
+    if tls is not None:
+        if tls.key is None:
+            raise ValueError("tls: a server needs the certificate's key")
+        credentials = grpc.ssl_server_credentials([(tls.key, tls.cert)])
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
+    else:
+        bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
     return bound, f"{host}:{bound}"

@@ -27,7 +27,13 @@ import grpc
 import numpy as np
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
-from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bearer_metadata, channel_options
+from shoal.replay_service.auth import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Tls,
+    bearer_metadata,
+    channel_options,
+    open_channel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -449,10 +455,10 @@ class ReconnectingSampler:
 class ReplayClient:
     def __init__(
         self, address: str, token: str, *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: Tls | None = None,
     ) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address, options=channel_options(max_message_bytes))
+        self._channel = open_channel(address, tls, channel_options(max_message_bytes))
         self._stub = replay_pb2_grpc.ReplayServiceStub(self._channel)
         self._metadata = bearer_metadata(token)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
 from shoal.replay_service import checkpoint
-from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, bind, token_server
+from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, Tls, bind, token_server
 from shoal.replay_service.table import (
     ColumnValue,
     CompressedRows,
@@ -281,6 +281,7 @@ class ReplayServer:
         checkpoint_every_seconds: float = 0.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_workers: int = 64,
+        tls: Tls | None = None,
     ) -> None:
         names = [table.name for table in tables]
         if len(set(names)) != len(names):
@@ -296,7 +297,7 @@ class ReplayServer:
                                   max_message_bytes=max_message_bytes, thread_prefix="replay")
         replay_pb2_grpc.add_ReplayServiceServicer_to_server(
             ReplayServicer(self.tables, self), self._grpc)
-        self.port, self.address = bind(self._grpc, host, port)
+        self.port, self.address = bind(self._grpc, host, port, tls)
 
     def start(self) -> ReplayServer:
         if self.checkpoint_dir is not None:

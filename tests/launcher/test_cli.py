@@ -93,6 +93,8 @@ def test_replay_demo_runs_a_server_process_end_to_end():
      "--replay-checkpoint-every: expected seconds >= 0, got -1.0"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--checkpoint-every", "0"],
      "--checkpoint-every: expected a positive count, got 0"),
+    (["--algo", "dqn", "--env", "CartPole-v1", "--tls-cert", "/nonexistent.crt"],
+     "--tls-cert/--tls-key: give both, or neither"),
     (["--algo", "ppo", "--env", "CartPole-v1", "--autoscale", "1:4"],
      "--autoscale: actors: ppo trains on one rollout from each actor per update"),
 ])

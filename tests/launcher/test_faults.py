@@ -35,12 +35,13 @@ def test_run_survives_killed_replay_service_and_learner(tmp_path):
         return ([json.loads(line) for line in logs[0].read_text().splitlines()]
                 if logs else [])
 
-    def latest(kind: str) -> dict | None:
+    def latest(kind: str) -> dict:
+        """The newest event of ``kind``; {} before the first."""
         found = [e for e in events() if e["event"] == kind]
-        return found[-1] if found else None
+        return found[-1] if found else {}
 
     try:
-        wait_until(lambda: latest("throughput") is not None, timeout=180,
+        wait_until(lambda: bool(latest("throughput")), timeout=180,
                    what="the run to report throughput")
         run_dir = next(runs.glob("dqn-*"))
         wait_until(lambda: (run_dir / "replay" / "LATEST").exists()
@@ -50,7 +51,7 @@ def test_run_survives_killed_replay_service_and_learner(tmp_path):
         # The replay service: killed, restored from its checkpoint, found again.
         inserted_before = latest("throughput")["replay_inserted"]
         os.kill(pids_of("ReplayComponent")[0], signal.SIGKILL)
-        wait_until(lambda: latest("replay_restarted") is not None, timeout=120,
+        wait_until(lambda: bool(latest("replay_restarted")), timeout=120,
                    what="Ray to restart the replay service")
         restarted = latest("replay_restarted")
         assert restarted["restored_from"] is not None and restarted["size"] > 0
@@ -62,7 +63,7 @@ def test_run_survives_killed_replay_service_and_learner(tmp_path):
         # The learner: killed, resumed from its checkpoint with its counters.
         updates_before = latest("throughput")["updates"]
         os.kill(pids_of("LearnerComponent")[0], signal.SIGKILL)
-        wait_until(lambda: latest("learner_restarted") is not None, timeout=120,
+        wait_until(lambda: bool(latest("learner_restarted")), timeout=120,
                    what="Ray to restart the learner")
         resumed = latest("learner_restarted")
         assert 0 < resumed["resumed_updates"] <= updates_before + 200

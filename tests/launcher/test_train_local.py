@@ -153,3 +153,15 @@ def test_dqn_trains_on_atari_frames_end_to_end(tmp_path):
     assert episodes and all(-21 <= r <= 21 and r == int(r) for r in episodes)  # Pong scores
     assert torch.load(run_dir / "learner" / "learner.pt",
                       weights_only=False)["learner"]["updates"] >= summary["updates"]
+
+
+def test_a_run_with_tls_trains_over_encrypted_channels(tmp_path):
+    result = train(tmp_path, "--total-env-steps", "3000", "--tls")
+    assert result.returncode == 1, result.stderr[-3000:]  # the budget ended it
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["env_steps"] >= 3000 and summary["updates"] > 0
+    from pathlib import Path
+
+    run_dir = Path(summary["run_dir"])
+    assert (run_dir / "tls" / "tls.crt").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+    assert json.loads((run_dir / "config.json").read_text())["tls"] is True
