@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,9 +33,6 @@ from typing import Any
 import steer_run
 
 from shoal.launcher import top
-
-KILL_NAMES = {"actor": "ActorComponent", "replay": "ReplayComponent",
-              "learner": "LearnerComponent"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,13 +46,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def kill(component: str, which: int = 0) -> int | None:
-    found = subprocess.run(["pgrep", "-f", f"ray::{KILL_NAMES[component]}"],
-                           capture_output=True, text=True).stdout.split()
-    if not found:
+def current_pids(run_dir: Path) -> dict[str, int]:
+    """This run's processes (not another Ray's on the machine): the placement event, then
+    every restart's new process."""
+    pids: dict[str, int] = {}
+    for event in steer_run.events(run_dir):
+        if event["event"] == "placement":
+            pids.update(event["pids"])
+        elif event["event"] in ("replay_restarted", "learner_restarted"):
+            pids[event["event"].split("_")[0]] = event["pid"]
+        elif event["event"] == "actor_restarted":
+            pids[f"actor-{event['actor']}"] = event["pid"]
+    return pids
+
+
+def kill(run_dir: Path, component: str, which: int = 0) -> int | None:
+    pids = current_pids(run_dir)
+    names = sorted(name for name in pids if name.split("-")[0] == component)
+    if not names:
         return None
-    pid = int(sorted(found)[which % len(found)])
-    subprocess.run(["kill", "-9", str(pid)], check=False)
+    pid = pids[names[which % len(names)]]
+    os.kill(pid, signal.SIGKILL)
     return pid
 
 
@@ -91,12 +104,15 @@ def run(args: argparse.Namespace, parent: Path, chaos: bool) -> tuple[dict[str, 
             logs = [p for p in parent.glob("*/events.jsonl") if '"throughput"' in p.read_text()]
             if logs:
                 break
+        else:
+            return
+        run_dir = logs[0].parent
         origin = time.time()
         for index, (at, component) in enumerate(schedule(args)):
             if done.wait(max(0.0, origin + at - time.time())):
                 return
             inserted = replay_inserted(parent) if component == "replay" else None
-            pid = kill(component, index)
+            pid = kill(run_dir, component, index)
             faults.append({"component": component, "at": round(time.time() - origin, 1),
                            "time": time.time(), "pid": pid, "inserted_at_kill": inserted})
 

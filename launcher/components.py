@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import statistics
 import threading
 import time
@@ -63,10 +64,11 @@ class _Placed:
     """Where a component runs, for the launcher's placement event."""
 
     @staticmethod
-    def node_id() -> str:
+    def placement() -> dict[str, Any]:
         import ray
 
-        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+        node = str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+        return {"node": node, "pid": os.getpid()}
 
 
 class LifePorts:
@@ -155,7 +157,7 @@ class ReplayComponent(_Placed):
     def poll(self) -> dict[str, Any]:
         restored = self.server.restored_from
         return {**dataclasses.asdict(self.table.stats()), "started": self.started,
-                "restored_from": str(restored) if restored else None}
+                "pid": os.getpid(), "restored_from": str(restored) if restored else None}
 
     def stop(self) -> None:
         self.server.stop(grace=0.5, checkpoint=True)
@@ -230,7 +232,7 @@ class LearnerComponent(_Placed):
                 "wait_seconds": prefetcher.wait_seconds if prefetcher else 0.0,
                 "update_seconds": stats.update_seconds, "device": str(self.device),
                 "samples": stats.samples, "stale_dropped": stats.stale_dropped,
-                "started": self.started, "resumed": self.resumed,
+                "started": self.started, "pid": os.getpid(), "resumed": self.resumed,
                 "error": self.background.error}
 
     def stop(self, checkpoint: bool = True) -> Path | None:
@@ -271,7 +273,8 @@ class ActorComponent(_Placed):
                 "version": stats.version, "items_sent": stats.items_sent,
                 "items_stored": stats.items_stored, "items_lost": stats.items_lost,
                 "episodes": [dataclasses.asdict(e) for e in stats.drain()],
-                "started": self.started, "error": self.background.error}
+                "started": self.started, "pid": os.getpid(),
+                "error": self.background.error}
 
     def done(self) -> bool:
         """Its loop ended: the step budget was taken, it was stopped, or it failed."""

@@ -97,7 +97,8 @@ class ActorFleet:
             episodes += [Episode(**episode) for episode in poll["episodes"]]
             ended_life_steps = self._record_life(index, poll)
             if ended_life_steps is not None:
-                self._events.write("actor_restarted", actor=index, steps_before=ended_life_steps)
+                self._events.write("actor_restarted", actor=index, steps_before=ended_life_steps,
+                                   pid=poll["pid"])
                 self._metrics[f"actor-{index}"] = self._launch.call(handle, "metrics_address")
                 self._on_metrics_change()
             if poll["first_step_time"] and self._first_step_time is None:

@@ -164,7 +164,8 @@ class Watch:
             raise RuntimeError(f"learner failed: {learner['error']}")
         if self._lives.setdefault("learner", learner["started"]) != learner["started"]:
             self._lives["learner"] = learner["started"]
-            self._events.write("learner_restarted", updates_before=progress.updates,
+            self._events.write("learner_restarted", pid=learner["pid"],
+                               updates_before=progress.updates,
                                resumed_updates=learner["updates"],
                                resumed_counters=learner["resumed"])
         progress.updates = learner["updates"]
@@ -248,7 +249,8 @@ class Watch:
         replay = self._call(self._replay, "poll")
         if self._lives.setdefault("replay", replay["started"]) != replay["started"]:
             self._lives["replay"] = replay["started"]
-            self._events.write("replay_restarted", restored_from=replay["restored_from"],
+            self._events.write("replay_restarted", pid=replay["pid"],
+                               restored_from=replay["restored_from"],
                                size=replay["size"], inserted_items=replay["inserted_items"])
         balance = {} if rates is None else {
             "learner_busy": rates.learner_busy, "learner_waiting": rates.learner_waiting,
@@ -315,11 +317,12 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
         resumed = launch.call(learner, "resumed_counters")
         events.write("start", settings=settings.resolved(), resumed=resumed,
                      launch="local" if local else "ray", host=host)
-        if not local:  # which Ray node each component landed on
-            events.write("placement", nodes={
-                name: launch.call(handle, "node_id") for name, handle in
-                [("replay", replay), ("learner", learner),
-                 *((f"actor-{i}", h) for i, h in sorted(fleet.handles.items()))]})
+        if not local:  # which Ray node (and process) each component landed on
+            placed = {name: launch.call(handle, "placement") for name, handle in
+                      [("replay", replay), ("learner", learner),
+                       *((f"actor-{i}", h) for i, h in sorted(fleet.handles.items()))]}
+            events.write("placement", nodes={name: p["node"] for name, p in placed.items()},
+                         pids={name: p["pid"] for name, p in placed.items()})
         scale_requests = ScaleRequests()
         autoscaler = None if settings.autoscale is None else Autoscaler(settings.autoscale)
         watch = Watch(settings, events, launch.call, replay, learner, fleet,

@@ -1,8 +1,8 @@
 """``shoal train --address`` on a real two-node Ray cluster on this machine
 (``ray.cluster_utils.Cluster``: a head and a second node, each its own raylet; Ray 2.60's
 token authentication on, as by default): the run joins the cluster, spreads its actors
-over both nodes, binds its services to the node address instead of loopback, and
-finishes its step budget."""
+over both nodes, binds its services to the node address instead of loopback, talks TLS
+on every channel between them, and finishes its step budget."""
 
 import json
 import os
@@ -23,7 +23,7 @@ def test_train_joins_a_two_node_cluster_and_spreads_actors(tmp_path):
         cluster.wait_for_nodes()
         result = subprocess.run(
             train_command(tmp_path, "--actors", "4", "--total-env-steps", "6000",
-                          "--address", cluster.address),
+                          "--address", cluster.address, "--tls"),
             capture_output=True, text=True, timeout=240,
             env={**os.environ, "RAY_ADDRESS": ""})
     finally:

@@ -32,11 +32,11 @@ def test_a_client_trusting_the_runs_certificate_inserts_and_samples(certificates
 @pytest.mark.parametrize("client_tls", ["plain", "other certificate"])
 def test_a_client_without_the_runs_certificate_gets_nothing(certificates, client_tls):
     tls, other = certificates
+    trusted = None if client_tls == "plain" else Tls(other.cert)
     with ReplayServer([prioritized_table()], token=TOKEN, tls=tls) as server, \
-            ReplayClient(server.address, TOKEN,
-                         tls=None if client_tls == "plain" else Tls(other.cert)) as client:
-        with pytest.raises(grpc.RpcError) as raised:
-            client.info()
+            ReplayClient(server.address, TOKEN, tls=trusted) as client, \
+            pytest.raises(grpc.RpcError) as raised:
+        client.info()
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
