@@ -74,10 +74,10 @@ class A2CLearner:
         if config.normalize_advantages and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         obs = observations(flat["obs"])
-        distribution = self.network.distribution(obs)
+        distribution, values = self.network.distribution_and_values(obs)
         actions = flat["action"] if self.network.discrete else flat["action"].float()
         policy_loss = -(distribution.log_prob(actions) * advantages).mean()
-        value_loss = 0.5 * ((self.network.values(obs) - returns) ** 2).mean()
+        value_loss = 0.5 * ((values - returns) ** 2).mean()
         entropy = distribution.entropy().mean()
         loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
 

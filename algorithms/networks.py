@@ -22,24 +22,47 @@ def mlp(inputs: int, hidden: Sequence[int], outputs: int,
     return nn.Sequential(*layers)
 
 
+def nature_layers(features: int = 512) -> list[nn.Module]:
+    """Conv 32x8x8/4, 64x4x4/2, 64x3x3/1, then a dense layer of ``features`` with its ReLU:
+    the Nature CNN without its output layer, for uint8 [B, 4, 84, 84] frame stacks
+    (gymnasium's FrameStackObservation stacks on the first axis)."""
+    return [
+        nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, features), nn.ReLU(),
+    ]
+
+
+def scaled(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames to [0, 1] floats, inside the network, so frames stay uint8 (4x smaller
+    than float) all the way to the device."""
+    return frames.float() / 255.0
+
+
 class NatureCNN(nn.Module):
-    """Conv 32x8x8/4, 64x4x4/2, 64x3x3/1, then a dense layer; takes uint8 [B, 4, 84, 84]
-    (gymnasium's FrameStackObservation stacks on the first axis) and scales to [0, 1]
-    itself, so frames stay uint8 (4x smaller than float) all the way to the device."""
+    """The Nature CNN with its output layer: frames in, ``outputs`` values out (DQN's Q)."""
 
     def __init__(self, outputs: int, features: int = 512) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(64 * 7 * 7, features), nn.ReLU(),
-            nn.Linear(features, outputs),
-        )
+        self.body = nn.Sequential(*nature_layers(features), nn.Linear(features, outputs))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.body(frames.float() / 255.0)
+        return self.body(scaled(frames))
+
+
+class NatureTorso(nn.Module):
+    """The Nature CNN up to its ``features`` ReLU units: a torso that several heads share,
+    so one convolution pass serves them all (PPO's and A2C's policy and value on frames)."""
+
+    def __init__(self, features: int = 512) -> None:
+        super().__init__()
+        self.features = features
+        self.body = nn.Sequential(*nature_layers(features))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.body(scaled(frames))
 
 
 def is_image(spec: EnvSpec) -> bool:

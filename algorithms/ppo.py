@@ -167,7 +167,7 @@ class PPOLearner:
                    metrics: dict[str, list[torch.Tensor]]) -> None:
         config = self.config
         obs = observations(flat["obs"][index])
-        distribution = self.network.distribution(obs)
+        distribution, values = self.network.distribution_and_values(obs)
         actions = flat["action"][index]
         new_log_prob = distribution.log_prob(actions if self.network.discrete
                                              else actions.float())
@@ -183,7 +183,6 @@ class PPOLearner:
         else:
             policy_loss = -(ratio * advantages).mean()
 
-        values = self.network.values(obs)
         if config.clip_value_loss:
             old_values = flat["value"][index].float()
             clipped = old_values + (values - old_values).clamp(-config.clip_coef,

@@ -390,8 +390,9 @@ class RayLaunch:
         on_sigterm = signal.getsignal(signal.SIGTERM)
         if joining:
             ray.init(address=joining, log_to_driver=False)
-        else:  # one logical CPU per component: they share this machine's cores anyway
-            ray.init(num_cpus=max(os.cpu_count() or 1, max_actors + 2),
+        else:  # a Ray of our own ("local": never one that runs on this machine already);
+            # one logical CPU per component: they share this machine's cores anyway
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, max_actors + 2),
                      include_dashboard=False, log_to_driver=False)
         if on_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_sigterm)
