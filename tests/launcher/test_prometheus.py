@@ -70,7 +70,9 @@ def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
             wait_until(functools.partial(answers, promql), timeout=90,
                        what=f"{promql} > 0 in Prometheus")
             assert server.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-        assert query(port, 'count(up{job="shoal"} == 1)') == 3  # replay, learner, actor-0
+        # replay, learner, actor-0 and the launcher (its autoscaling metrics)
+        assert query(port, 'count(up{job="shoal"} == 1)') == 4
+        assert query(port, 'sum(shoal_launcher_actors)') == 1
         # honor_labels: shoal's own instance label, not the scrape address
         assert query(port, 'count(shoal_actor_env_steps_total{instance="actor-0"})') == 1
         run.send_signal(signal.SIGTERM)
