@@ -64,6 +64,13 @@ class ActorCollector(Collector):
                       stats.version)
         yield f.counter("shoal_actor_items_sent", "Items written to the replay service.",
                         stats.items_sent)
+        yield f.counter("shoal_actor_items_stored",
+                        "Items the replay service acknowledged as stored (acknowledgements "
+                        "are read when the writer needs room: up to its in-flight bound "
+                        "behind items_sent, all of them once it closed).", stats.items_stored)
+        yield f.counter("shoal_actor_items_lost",
+                        "Items unacknowledged when the replay service went away.",
+                        stats.items_lost)
         yield f.counter("shoal_actor_insert_blocked_seconds",
                         "Time waiting for the replay service to accept items.",
                         stats.insert_blocked_seconds)
@@ -121,6 +128,9 @@ class LearnerCollector(Collector):
                         stats.update_seconds)
         yield f.counter("shoal_learner_weights_published", "Weight versions published.",
                         stats.publishes)
+        yield f.counter("shoal_learner_priority_updates_dropped",
+                        "Priority updates sent while the replay service was away.",
+                        stats.priority_updates_dropped)
         yield f.counter("shoal_learner_stale_items_dropped",
                         "Items older than max_policy_lag versions, left out of updates.",
                         stats.stale_dropped)

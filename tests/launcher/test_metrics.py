@@ -28,6 +28,7 @@ EXPECTED = {
     "actor": ["shoal_actor_env_steps_total", "shoal_actor_episodes_total",
               "shoal_actor_episode_return_recent", "shoal_actor_inference_seconds_total",
               "shoal_actor_weights_version", "shoal_actor_items_sent_total",
+              "shoal_actor_items_stored_total", "shoal_actor_items_lost_total",
               "shoal_actor_insert_blocked_seconds_total"],
     "replay": ["shoal_replay_items", "shoal_replay_stored_bytes", "shoal_replay_inserts_total",
                "shoal_replay_samples_total", "shoal_replay_priority_updates_total",
@@ -36,7 +37,8 @@ EXPECTED = {
                 "shoal_learner_batch_wait_seconds_total", "shoal_learner_update_seconds_total",
                 "shoal_learner_weights_published_total", "shoal_learner_device_info",
                 "shoal_learner_loss", "shoal_learner_policy_lag_versions_bucket",
-                "shoal_learner_policy_lag_versions_count"],
+                "shoal_learner_policy_lag_versions_count",
+                "shoal_learner_priority_updates_dropped_total"],
 }
 INCREASING = ["shoal_actor_env_steps_total", "shoal_actor_items_sent_total",
               "shoal_replay_inserts_total", "shoal_replay_samples_total",
