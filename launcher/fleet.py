@@ -37,15 +37,15 @@ class FleetPoll:
 
 
 class ActorFleet:
-    """``start(index, num_actors)`` starts one actor component and returns its handle;
-    ``metrics`` is the run's shoal instance -> /metrics address map, which the fleet keeps
-    current for its actors and hands to ``on_metrics_change`` when it changed."""
+    """``start_actor(index, num_actors)`` starts one actor component and returns its
+    handle; ``metrics`` is the run's shoal instance -> /metrics address map, which the fleet
+    keeps current for its actors and hands to ``on_metrics_change`` when it changed."""
 
-    def __init__(self, launch: Any, start: Callable[[int, int], Any], events: EventLog,
+    def __init__(self, launch: Any, start_actor: Callable[[int, int], Any], events: EventLog,
                  metrics: dict[str, str], on_metrics_change: Callable[[], None],
                  max_actors: int, refuse_scaling: str | None = None) -> None:
         self._launch = launch
-        self._start = start
+        self._start_actor = start_actor
         self._events = events
         self._metrics = metrics
         self._on_metrics_change = on_metrics_change
@@ -120,7 +120,7 @@ class ActorFleet:
         # Indices stay 0..n-1: removal takes the highest, so the free ones are n..count-1.
         new = range(len(self.handles), count)
         for index in new:  # Ray starts them all at once; the addresses wait for each
-            self.handles[index] = self._start(index, count)
+            self.handles[index] = self._start_actor(index, count)
         for index in new:
             self._metrics[f"actor-{index}"] = self._launch.call(self.handles[index],
                                                                 "metrics_address")
