@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
 import subprocess
 import sys
 import tempfile
@@ -58,8 +57,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]  # the `shoal` entry point
-HUGE_BUDGET = 10**12        # env steps: the benchmark, not the budget, ends a run
+import live_run
+
 START_UP_SECONDS = 240.0    # give up on a run with no throughput line by then
 TERM_GRACE = 180.0          # seconds for shoal to stop, checkpoint and summarise on SIGTERM
 INTERRUPTED = 130           # shoal train's exit code when a signal ended it
@@ -174,21 +173,6 @@ def find_run_dir(parent: Path) -> Path | None:
     return found[0] if found else None
 
 
-def throughput_lines(run_dir: Path) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = []
-    path = run_dir / "events.jsonl"
-    if not path.exists():
-        return lines
-    for line in path.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:  # a line being written right now
-            continue
-        if event.get("event") == "throughput":
-            lines.append(event)
-    return lines
-
-
 def scrape_replay(run_dir: Path, watched: Watched) -> None:
     """Adds one scrape of the replay table's items and stored bytes, when it holds items."""
     from shoal.launcher import top
@@ -205,25 +189,11 @@ def scrape_replay(run_dir: Path, watched: Watched) -> None:
         watched.scrapes_with_items += 1
 
 
-def terminate(process: subprocess.Popen) -> None:
-    """SIGTERM, as a scheduler would send; shoal stops its components, checkpoints and
-    prints its summary. SIGKILL only if it does not exit in time."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=TERM_GRACE)
-    except subprocess.TimeoutExpired:
-        print(f"shoal train did not exit {TERM_GRACE:.0f}s after SIGTERM", file=sys.stderr)
-        process.kill()
-        process.wait()
-
-
 def train_command(args: argparse.Namespace, algo: str, parent: Path,
                   settings: dict[str, Any]) -> list[str]:
-    command = [*SHOAL, "train", "--algo", algo, "--env", args.env,
+    command = [*live_run.SHOAL, "train", "--algo", algo, "--env", args.env,
                "--actors", str(args.actors), "--envs-per-actor", str(args.envs_per_actor),
-               "--total-env-steps", str(HUGE_BUDGET), "--run-dir", str(parent), "--json"]
+               "--total-env-steps", str(live_run.HUGE_BUDGET), "--run-dir", str(parent), "--json"]
     if settings:
         path = parent / "settings.yaml"
         path.write_text(json.dumps(settings))  # JSON is YAML
@@ -249,16 +219,16 @@ def watch_run(args: argparse.Namespace, command: list[str], parent: Path,
             if watched.run_dir is None:
                 continue
             scrape_replay(watched.run_dir, watched)
-            lines = throughput_lines(watched.run_dir)
+            lines = live_run.read_events(watched.run_dir, "throughput")
             if lines and lines[-1]["time"] - lines[0]["time"] >= args.seconds:
                 break
             if not lines and time.monotonic() - started > START_UP_SECONDS:
                 print(f"no throughput line after {START_UP_SECONDS:.0f}s", file=sys.stderr)
                 break
     finally:
-        terminate(process)
+        live_run.terminate(process, TERM_GRACE)
     if watched.run_dir is not None:
-        watched.lines = throughput_lines(watched.run_dir)
+        watched.lines = live_run.read_events(watched.run_dir, "throughput")
     if process.returncode not in (INTERRUPTED, 0, 1):
         tail = "\n".join(log.read_text().splitlines()[-10:])
         print(f"shoal train exited {process.returncode}:\n{tail}", file=sys.stderr)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import steer_run
+import live_run
 
 from shoal.launcher import top
 
@@ -50,7 +50,7 @@ def current_pids(run_dir: Path) -> dict[str, int]:
     """This run's processes (not another Ray's on the machine): the placement event, then
     every restart's new process."""
     pids: dict[str, int] = {}
-    for event in steer_run.events(run_dir):
+    for event in live_run.read_events(run_dir):
         if event["event"] == "placement":
             pids.update(event["pids"])
         elif event["event"] in ("replay_restarted", "learner_restarted"):
@@ -89,7 +89,7 @@ def schedule(args: argparse.Namespace) -> list[tuple[float, str]]:
 
 def run(args: argparse.Namespace, parent: Path, chaos: bool) -> tuple[dict[str, Any],
                                                                       list[dict[str, Any]]]:
-    command = [*steer_run.SHOAL, "train", "--algo", "dqn", "--env", "CartPole-v1",
+    command = [*live_run.SHOAL, "train", "--algo", "dqn", "--env", "CartPole-v1",
                "--actors", "2", "--seed", str(args.seed), "--target-return", "475",
                "--total-env-steps", "400000", "--run-dir", str(parent),
                "--replay-checkpoint-every", str(args.replay_checkpoint_every), "--json"]
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, parent: Path, chaos: bool) -> tuple[dict[str, 
     done.set()
     summary = json.loads(stdout.strip().splitlines()[-1])
     summary["command_seconds"] = time.time() - started
-    lines = steer_run.events(Path(summary["run_dir"]))
+    lines = live_run.read_events(Path(summary["run_dir"]))
     return summary, [describe(fault, lines) for fault in faults]
 
 

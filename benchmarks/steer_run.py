@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
-HUGE_BUDGET = 10**12
+import live_run
+
 SETTLE_SECONDS = 6.0  # after a change: actors starting, the table catching up
 
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -65,14 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def start_train(parent: Path, args: list[str], config: dict[str, Any]) -> tuple[
         subprocess.Popen, Path]:
     """A ``shoal train`` that runs until stopped; returns it and its run directory."""
-    command = [*SHOAL, "train", "--run-dir", str(parent), "--total-env-steps",
-               str(HUGE_BUDGET), *args]
+    command = [*live_run.SHOAL, "train", "--run-dir", str(parent), "--total-env-steps",
+               str(live_run.HUGE_BUDGET), *args]
     if config:
         path = parent / "config.yaml"
         path.write_text(json.dumps(config))  # JSON is YAML
         command += ["--config", str(path)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         logs = [p for p in parent.glob("*/events.jsonl") if '"throughput"' in p.read_text()]
@@ -85,16 +83,7 @@ def start_train(parent: Path, args: list[str], config: dict[str, Any]) -> tuple[
     raise RuntimeError("no throughput after 120 s")
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-def events(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+STOP_GRACE = 120.0  # seconds for shoal train to stop cleanly on SIGTERM
 
 
 def phase(lines: list[dict[str, Any]], start: float, end: float) -> dict[str, Any]:
@@ -121,15 +110,16 @@ def run_scale(counts: list[int], seconds: float) -> dict[str, Any]:
                 {"actors": counts[0], "time": time.time(), "command": None}]
             time.sleep(seconds)
             for count in counts[1:]:
-                result = subprocess.run([*SHOAL, "scale", str(run_dir), "--actors", str(count)],
-                                        capture_output=True, text=True, timeout=300)
+                result = subprocess.run(
+                    [*live_run.SHOAL, "scale", str(run_dir), "--actors", str(count)],
+                    capture_output=True, text=True, timeout=300)
                 changes.append({"actors": count, "time": time.time(),
                                 "command": (result.stdout or result.stderr).strip()})
                 time.sleep(seconds)
             end = time.time()
         finally:
-            stop(process)
-        lines = events(run_dir)
+            live_run.terminate(process, STOP_GRACE)
+        lines = live_run.read_events(run_dir)
     scales = [e for e in lines if e["event"] == "scale"]
     phases = []
     for i, change in enumerate(changes):
@@ -151,8 +141,8 @@ def run_autoscale(scenario: str, seconds: float) -> dict[str, Any]:
         try:
             time.sleep(seconds)
         finally:
-            stop(process)
-        lines = events(run_dir)
+            live_run.terminate(process, STOP_GRACE)
+        lines = live_run.read_events(run_dir)
     decisions = [e for e in lines if e["event"] == "autoscale"]
     edges = [started, *(d["time"] for d in decisions), time.time()]
     first = next(e for e in lines if e["event"] == "start")["settings"]["actors"]
