@@ -14,9 +14,12 @@ from .test_train_local import train_command
 
 
 @pytest.mark.timeout(300)
-def test_train_joins_a_two_node_cluster_and_spreads_actors(tmp_path):
+def test_train_joins_a_two_node_cluster_and_spreads_actors(tmp_path, monkeypatch):
     from ray.cluster_utils import Cluster
 
+    # Ray gives a starting GCS 30 s to publish its port; on a loaded 2-core machine (a CI
+    # run, Ray's earlier sessions still tearing down) it once took longer.
+    monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", "120")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
     try:
         cluster.add_node(num_cpus=3)
