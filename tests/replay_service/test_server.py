@@ -134,7 +134,11 @@ def test_backpressure_bounds_what_a_writer_holds_in_flight(server, client):
                 handed.append(4)
 
     threading.Thread(target=write, daemon=True).start()
-    wait_until(lambda: writer.waiting and table.size == 8,
+    # Blocked for good: 8 stored and acknowledged, 12 in flight, waiting for more room.
+    # (waiting and size == 8 alone also hold for a moment while an earlier extend reads
+    # the acknowledgement that lets it through.)
+    wait_until(lambda: writer.waiting and table.size == 8 and writer.items_stored == 8
+               and writer.items_in_flight == 12,
                what="the queue full and the writer waiting for acknowledgements")
     # 8 stored + at most 12 sent unacknowledged; the 4 in the blocked extend are not handed.
     assert sum(handed) == 8 + 12
