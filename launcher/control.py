@@ -90,7 +90,7 @@ class ControlServer:
     def __init__(self, token: str, requests: ScaleRequests,
                  status: Callable[[], dict[str, int]], host: str = "127.0.0.1",
                  port: int = 0) -> None:
-        self._grpc = token_server(token, max_workers=4, max_message_bytes=1 << 20,
+        self._grpc = token_server(token, max_workers=8, max_message_bytes=1 << 20,
                                   thread_prefix="control")
         control_pb2_grpc.add_RunControlServicer_to_server(_Servicer(requests, status),
                                                           self._grpc)

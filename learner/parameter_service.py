@@ -14,7 +14,13 @@ import grpc
 
 from shoal.algorithms.base import Weights
 from shoal.protos import codec, parameters_pb2, parameters_pb2_grpc
-from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, Tls, bind, token_server
+from shoal.replay_service.auth import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_CONCURRENT_CALLS,
+    Tls,
+    bind,
+    token_server,
+)
 
 _POLL_SECONDS = 0.5
 
@@ -38,7 +44,8 @@ class ParameterServer:
     """``with ParameterServer(token=t) as weights: weights.publish(learner.weights())``."""
 
     def __init__(self, *, token: str, host: str = "127.0.0.1", port: int = 0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_workers: int = 64,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 max_workers: int = MAX_CONCURRENT_CALLS,
                  tls: Tls | None = None) -> None:
         self.version = 0
         self.closed = False

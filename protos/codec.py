@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Mapping, MutableMapping, Sequence
 from typing import Literal
 
 import lz4.block
@@ -99,11 +99,17 @@ def compress_rows(array: np.ndarray, compression: CompressionName) -> list[bytes
 
 
 def decompress_row(blob: bytes, compression: CompressionName, row_bytes: int) -> bytes:
-    """One row's raw bytes; raises ValueError when the blob is corrupt or the wrong size."""
+    """One row's raw bytes, never more than ``row_bytes`` of them: a frame that claims another
+    size is refused before anything is allocated (zstd sizes its output by the size a frame's
+    header claims, so a 29 KB frame could ask for a gigabyte). Raises ValueError when the blob
+    is corrupt or the wrong size."""
     try:
         if compression == "lz4":
             raw = lz4.block.decompress(blob, uncompressed_size=row_bytes)
         else:
+            claimed = zstandard.frame_content_size(blob)
+            if claimed not in (-1, row_bytes):  # -1: the header does not say
+                raise ValueError(f"a zstd frame claims {claimed} bytes, expected {row_bytes}")
             raw = _zstd_decompressor().decompress(blob, max_output_size=row_bytes)
     except (lz4.block.LZ4BlockError, zstandard.ZstdError) as error:
         raise ValueError(f"corrupt {compression} data ({error})") from None
@@ -160,50 +166,91 @@ def _checked_shape(tensor: replay_pb2.Tensor, field: str) -> tuple[int, ...]:
     return shape
 
 
+def checked_items(
+    tensor: replay_pb2.Tensor, field: str, dtypes: Collection[np.dtype],
+    item_shape: tuple[int, ...],
+) -> int:
+    """How many items a tensor holds, once its dtype and per-item shape are those the
+    receiver expects; nothing is decoded, so a claim that does not fit costs nothing."""
+    dtype = wire_dtype(tensor.dtype, field)
+    shape = _checked_shape(tensor, field)
+    if dtype not in dtypes or len(shape) != len(item_shape) + 1 or shape[1:] != item_shape:
+        expected = "|".join(sorted(d.name for d in dtypes))
+        raise CodecError(field, f"expected {expected}[items, *{list(item_shape)}], got "
+                                f"{dtype.name}{list(shape)}")
+    return shape[0]
+
+
 def decode_tensor(
-    tensor: replay_pb2.Tensor, field: str = "tensor", out: np.ndarray | None = None
+    tensor: replay_pb2.Tensor, field: str = "tensor", out: np.ndarray | None = None,
+    *, max_bytes: int | None = None,
 ) -> np.ndarray:
     """The array a Tensor holds, validated; compressed rows are decompressed into ``out``.
 
     Pass ``out`` (right shape and dtype) to reuse a buffer across batches: a fresh multi-MB
-    array per batch of Atari frames costs page faults on every decode.
+    array per batch of Atari frames costs page faults on every decode. A receiver that does
+    not trust the sender passes ``max_bytes``: an array claiming more is refused before
+    anything is allocated, and no row decompresses to more than its share.
     """
     dtype = wire_dtype(tensor.dtype, field)
     shape = _checked_shape(tensor, field)
     compression = tensor_compression(tensor, field)
-    if compression == "none":
-        data = tensor.data
-        expected = math.prod(shape) * dtype.itemsize
-        if len(data) != expected:
-            raise CodecError(field, f"data has {len(data)} bytes, expected {expected} "
-                                    f"for {dtype.name}{list(shape)}")
-        array = np.frombuffer(data, dtype=dtype).reshape(shape)
-        if out is not None:
-            out[...] = array
-            return out
-        return array
-    rows = decompressed_rows(tensor, field)
-    if out is None:
-        out = np.empty(shape, dtype=dtype)
-    for index, raw in enumerate(rows):
-        out[index] = np.frombuffer(raw, dtype=dtype).reshape(shape[1:])
-    return out
+    nbytes = math.prod(shape) * dtype.itemsize
+    if max_bytes is not None and nbytes > max_bytes:
+        raise CodecError(field, f"{dtype.name}{list(shape)} is {nbytes} bytes, more than the "
+                                f"{max_bytes} this receiver accepts")
+    try:
+        if compression == "none":
+            data = tensor.data
+            if len(data) != nbytes:
+                raise CodecError(field, f"data has {len(data)} bytes, expected {nbytes} "
+                                        f"for {dtype.name}{list(shape)}")
+            array = np.frombuffer(data, dtype=dtype).reshape(shape)
+            if out is not None:
+                out[...] = array
+                return out
+            return array
+        row_bytes = _checked_rows(tensor, field, shape, dtype)
+        if out is None:
+            out = np.empty(shape, dtype=dtype)
+        for index, blob in enumerate(tensor.rows):
+            raw = decompress_row(blob, compression, row_bytes)
+            out[index] = np.frombuffer(raw, dtype=dtype).reshape(shape[1:])
+        return out
+    except CodecError:
+        raise
+    except (ValueError, OverflowError, MemoryError) as error:
+        # Whatever a hostile tensor makes numpy or a decompressor raise is the sender's error.
+        raise CodecError(field, str(error) or type(error).__name__) from None
 
 
-def decompressed_rows(tensor: replay_pb2.Tensor, field: str) -> list[bytes]:
-    """Every row of a compressed tensor, raw; raises CodecError naming ``field`` if one is bad."""
-    dtype = wire_dtype(tensor.dtype, field)
-    shape = _checked_shape(tensor, field)
-    compression = tensor_compression(tensor, field)
+def _checked_rows(tensor: replay_pb2.Tensor, field: str, shape: tuple[int, ...],
+                  dtype: np.dtype) -> int:
+    """The bytes each compressed row must decompress to, once the row count is right."""
     if not shape:
         raise CodecError(field, "a compressed tensor needs an item axis")
     if len(tensor.rows) != shape[0]:
         raise CodecError(field, f"{len(tensor.rows)} compressed rows, expected {shape[0]}")
-    row_bytes = math.prod(shape[1:]) * dtype.itemsize
+    return math.prod(shape[1:]) * dtype.itemsize
+
+
+def verify_rows(tensor: replay_pb2.Tensor, field: str, row_bytes: int) -> None:
+    """Checks that each compressed row decompresses to exactly ``row_bytes`` (the receiver's
+    own row size, not the sender's claim), one row at a time: the rows are kept compressed,
+    so at most one decompressed row is ever held."""
+    compression = tensor_compression(tensor, field)
+    shape = _checked_shape(tensor, field)
+    dtype = wire_dtype(tensor.dtype, field)
+    if compression == "none":
+        raise CodecError(field, "expected compressed rows")
+    if _checked_rows(tensor, field, shape, dtype) != row_bytes:
+        raise CodecError(field, f"rows of {math.prod(shape[1:]) * dtype.itemsize} bytes, "
+                                f"expected {row_bytes}")
     try:
-        return [decompress_row(blob, compression, row_bytes) for blob in tensor.rows]
-    except ValueError as error:
-        raise CodecError(field, str(error)) from None
+        for blob in tensor.rows:
+            decompress_row(blob, compression, row_bytes)
+    except (ValueError, OverflowError, MemoryError) as error:
+        raise CodecError(field, str(error) or type(error).__name__) from None
 
 
 def encode_columns(

@@ -18,6 +18,9 @@ import grpc
 
 AUTH_HEADER = "authorization"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+MAX_CONCURRENT_CALLS = 256
+"""Calls a replay or parameter server serves at once: every actor's Insert or Watch stream,
+the learner's Sample stream and everything short-lived beside them."""
 
 
 def new_token() -> str:
@@ -64,11 +67,16 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[
 def token_server(token: str, *, max_workers: int, max_message_bytes: int,
                  thread_prefix: str) -> grpc.Server:
     """A gRPC server that requires the run token, with the same message limits and
-    flow-control window as the channels talking to it, refusing to share its port."""
+    flow-control window as the channels talking to it, refusing to share its port.
+
+    Each call holds one of ``max_workers`` threads for its life (a stream for as long as it
+    is open); a call beyond them is refused at once with RESOURCE_EXHAUSTED instead of
+    queueing unseen behind streams that may never end."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_prefix),
         interceptors=[TokenAuthInterceptor(token)],
-        options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)])
+        options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=max_workers)
 
 
 TLS_NAME = "shoal"

@@ -19,7 +19,13 @@ import numpy as np
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
 from shoal.replay_service import checkpoint
-from shoal.replay_service.auth import DEFAULT_MAX_MESSAGE_BYTES, Tls, bind, token_server
+from shoal.replay_service.auth import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_CONCURRENT_CALLS,
+    Tls,
+    bind,
+    token_server,
+)
 from shoal.replay_service.table import (
     ColumnValue,
     CompressedRows,
@@ -37,28 +43,81 @@ log = logging.getLogger(__name__)
 _POLL_SECONDS = 0.2
 
 
+MAX_ITEMS_PER_CALL = 65_536
+"""The most items one Insert message, one sampling draw or one UpdatePriorities call may
+touch. Each is done holding the table's lock, so this bounds how long any single RPC keeps
+other writers and samplers waiting (a draw of 65,536 items holds it ~20-35 ms on a 1M-item
+prioritized table, an update of as many priorities ~15 ms)."""
+
+MAX_PREFETCH = 64
+"""The largest SampleRequest.prefetch: batches drawn at once and sent as one message."""
+
+_PRIORITY_DTYPES = (np.dtype("<f8"), np.dtype("<f4"))
+_KEY_DTYPES = (np.dtype("<i8"), np.dtype("<i4"), np.dtype("<u8"), np.dtype("<u4"))
+
+
 def decode_insert(
     request: replay_pb2.InsertRequest, table: Table
 ) -> tuple[dict[str, ColumnValue], np.ndarray | None]:
-    """An InsertRequest's columns and priorities; compressed rows that match how the table
-    stores the field are checked (each must decompress to one item) and kept as they are."""
-    columns: dict[str, ColumnValue] = {}
-    for name, tensor in request.columns.items():
-        spec = table.signature.get(name)
+    """An InsertRequest's columns and priorities, checked against the table's signature
+    before a byte is decoded: the item count, dtype, per-item shape and compression come
+    from the client, so they are claims, and only a claim that fits the signature costs
+    any memory. Compressed rows are checked one by one to decompress to exactly one item
+    of the signature and are kept as they came."""
+    table.check_fields(request.columns)
+    counts: dict[str, int] = {}
+    for name, spec in table.signature.items():
+        tensor = request.columns[name]
+        counts[name] = codec.checked_items(tensor, name, (np.dtype(spec.dtype),), spec.shape)
         compression = codec.tensor_compression(tensor, name)
-        if spec is not None and compression != "none" and compression == spec.compression:
-            dtype = codec.wire_dtype(tensor.dtype, name)
-            if dtype != spec.dtype or tuple(tensor.shape[1:]) != spec.shape:
-                raise InvalidItems(name, f"expected {spec.describe()} per item, got "
-                                         f"{dtype.name}{list(tensor.shape[1:])}")
-            codec.decompressed_rows(tensor, name)
-            columns[name] = CompressedRows(list(tensor.rows))
+        if compression not in ("none", spec.compression):
+            raise InvalidItems(name, f"{compression} rows for a field the table stores as "
+                                     f"{spec.describe()}")
+    count = _agreed_count(counts, min(table.max_size, MAX_ITEMS_PER_CALL))
+    columns: dict[str, ColumnValue] = {}
+    for name, spec in table.signature.items():
+        tensor = request.columns[name]
+        if tensor.compression == replay_pb2.COMPRESSION_NONE:
+            columns[name] = codec.decode_tensor(tensor, name, max_bytes=count * spec.row_bytes)
         else:
-            columns[name] = codec.decode_tensor(tensor, name)
+            codec.verify_rows(tensor, name, spec.row_bytes)
+            columns[name] = CompressedRows(list(tensor.rows))
     priorities = None
     if request.HasField("priorities"):
-        priorities = codec.decode_tensor(request.priorities, "priorities")
+        given = codec.checked_items(request.priorities, "priorities", _PRIORITY_DTYPES, ())
+        if given != count:
+            raise InvalidItems("priorities",
+                               f"expected {count} numbers (one per item), got {given}")
+        priorities = codec.decode_tensor(request.priorities, "priorities",
+                                         max_bytes=count * 8)
     return columns, priorities
+
+
+def _agreed_count(counts: Mapping[str, int], most: int) -> int:
+    if len(set(counts.values())) != 1:
+        raise InvalidItems("columns", f"fields disagree on the item count: {dict(counts)}")
+    count = next(iter(counts.values()))
+    if not 1 <= count <= most:
+        bound = "max_size" if most < MAX_ITEMS_PER_CALL else "MAX_ITEMS_PER_CALL"
+        raise InvalidItems("columns", f"expected 1..{bound} ({most}) items in one insert, "
+                                      f"got {count}")
+    return count
+
+
+def decode_priority_update(
+    request: replay_pb2.UpdatePrioritiesRequest,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and priorities of an UpdatePriorities call, with the same checks and caps as an
+    insert: 1-d, agreeing lengths, at most MAX_ITEMS_PER_CALL, decoded under that size."""
+    count = codec.checked_items(request.keys, "keys", _KEY_DTYPES, ())
+    if count > MAX_ITEMS_PER_CALL:
+        raise InvalidItems("keys", f"expected at most {MAX_ITEMS_PER_CALL} keys, got {count}")
+    given = codec.checked_items(request.priorities, "priorities", _PRIORITY_DTYPES, ())
+    if given != count:
+        raise InvalidItems("priorities", f"expected {count} numbers (one per key), got {given}")
+    keys = codec.decode_tensor(request.keys, "keys", max_bytes=count * 8)
+    priorities = codec.decode_tensor(request.priorities, "priorities", max_bytes=count * 8)
+    return keys, priorities
 
 
 def encode_sample(batch: SampledBatch, table: Table, batch_size: int) -> replay_pb2.SampleResponse:
@@ -162,7 +221,8 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         ended = self._cancel_on_end(context, table)
         batches: queue.Queue[Any] = queue.Queue(maxsize=1)
         producer = threading.Thread(
-            target=self._produce, args=(table, request, batches, ended),
+            target=self._produce,
+            args=(table, request, batches, ended, self._server.max_message_bytes),
             name=f"sample-{table.name}", daemon=True)
         producer.start()
         try:
@@ -185,7 +245,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
     @staticmethod
     def _produce(
         table: Table, request: replay_pb2.SampleRequest, batches: queue.Queue[Any],
-        ended: threading.Event,
+        ended: threading.Event, max_message_bytes: int,
     ) -> None:
         """Samples ahead of the client, ``prefetch`` batches per draw, until told to stop."""
 
@@ -198,13 +258,14 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                     continue
 
         timeout = request.timeout_seconds or None
-        per_draw = max(1, request.prefetch)
+        # Fewer batches per draw than asked when more would hold the lock too long.
+        per_draw = max(1, min(request.prefetch, MAX_ITEMS_PER_CALL // request.batch_size))
         produced = 0
         try:
             while not ended.is_set() and (request.num_batches == 0
                                           or produced < request.num_batches):
-                wanted = per_draw if request.num_batches == 0 else min(
-                    per_draw, request.num_batches - produced)
+                wanted = _batches_that_fit(table, request.batch_size, max_message_bytes, min(
+                    per_draw, request.num_batches - produced) if request.num_batches else per_draw)
                 batch = table.sample(request.batch_size, request.beta, batches=wanted,
                                      timeout=timeout, cancel=ended, decompress=False)
                 put(encode_sample(batch, table, request.batch_size))
@@ -225,8 +286,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
     ) -> replay_pb2.UpdatePrioritiesResponse:
         table = self._table(request.table, context)
         try:
-            keys = codec.decode_tensor(request.keys, "keys")
-            priorities = codec.decode_tensor(request.priorities, "priorities")
+            keys, priorities = decode_priority_update(request)
             updated, ignored = table.update_priorities(keys, priorities)
         except (InvalidItems, codec.CodecError) as error:
             self._invalid(context, table, error)
@@ -248,13 +308,27 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         return replay_pb2.CheckpointResponse(path=str(self._server.checkpoint()))
 
 
+_SAMPLED_ITEM_OVERHEAD = 20  # key, probability and weight of each item: 8 + 8 + 4 bytes
+
+
+def _batches_that_fit(table: Table, batch_size: int, max_message_bytes: int, wanted: int) -> int:
+    """Up to ``wanted`` batches, as many as fit half a message at the table's mean item size
+    (at least one): a draw larger than the message limit would be drawn, counted as sampled,
+    and then fail to send."""
+    stats = table.stats()
+    item_bytes = _SAMPLED_ITEM_OVERHEAD + (stats.stored_bytes // stats.size if stats.size else 0)
+    return max(1, min(wanted, max_message_bytes // 2 // (batch_size * item_bytes)))
+
+
 def _sample_request_problem(request: replay_pb2.SampleRequest, table: Table) -> str | None:
     if not 1 <= request.batch_size <= table.max_size:
         return f"batch_size: expected 1..max_size ({table.max_size}), got {request.batch_size}"
     if not 0.0 <= request.beta <= 1.0:
         return f"beta: expected a number in [0, 1], got {request.beta}"
-    if request.prefetch < 0:
-        return f"prefetch: expected >= 0, got {request.prefetch}"
+    if not 1 <= request.batch_size <= MAX_ITEMS_PER_CALL:
+        return f"batch_size: expected 1..{MAX_ITEMS_PER_CALL}, got {request.batch_size}"
+    if not 0 <= request.prefetch <= MAX_PREFETCH:
+        return f"prefetch: expected 0..{MAX_PREFETCH} (0 means 1), got {request.prefetch}"
     if request.num_batches < 0:
         return f"num_batches: expected >= 0 (0: unbounded), got {request.num_batches}"
     if not (math.isfinite(request.timeout_seconds) and request.timeout_seconds >= 0):
@@ -280,7 +354,7 @@ class ReplayServer:
         checkpoint_dir: Path | None = None,
         checkpoint_every_seconds: float = 0.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        max_workers: int = 64,
+        max_workers: int = MAX_CONCURRENT_CALLS,
         tls: Tls | None = None,
     ) -> None:
         names = [table.name for table in tables]
@@ -288,6 +362,7 @@ class ReplayServer:
             raise ValueError(f"tables: names must be distinct, got {names}")
         self.tables = {table.name: table for table in tables}
         self.checkpoint_dir = checkpoint_dir
+        self.max_message_bytes = max_message_bytes
         self.restored_from: Path | None = None
         self._checkpoint_every = checkpoint_every_seconds
         self._checkpoint_lock = threading.Lock()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -275,16 +275,20 @@ class Table:
 
     # ------------------------------------------------------------------ insert
 
-    def _validated(
-        self, columns: Mapping[str, Any], priorities: Any
-    ) -> tuple[int, dict[str, ColumnValue], np.ndarray | None]:
-        missing = sorted(set(self.signature) - set(columns))
-        extra = sorted(set(columns) - set(self.signature))
+    def check_fields(self, names: Collection[str]) -> None:
+        """Raises InvalidItems unless ``names`` are exactly the signature's fields."""
+        missing = sorted(set(self.signature) - set(names))
+        extra = sorted(set(names) - set(self.signature))
         if missing or extra:
             parts = ([f"missing {missing}"] if missing else []) + (
                 [f"unexpected {extra}"] if extra else [])
             raise InvalidItems("columns", f"{'; '.join(parts)}; the signature of table "
                                           f"{self.name!r} is {sorted(self.signature)}")
+
+    def _validated(
+        self, columns: Mapping[str, Any], priorities: Any
+    ) -> tuple[int, dict[str, ColumnValue], np.ndarray | None]:
+        self.check_fields(columns)
         checked: dict[str, ColumnValue] = {}
         counts = set()
         for field_name, spec in self.signature.items():

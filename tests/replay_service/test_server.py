@@ -242,10 +242,12 @@ BAD_INSERTS = {
                     grpc.StatusCode.INVALID_ARGUMENT, r"columns: unexpected \['x'\]"),
     "wrong dtype": (lambda: insert_request("transitions", {
         **transitions(2), "obs": np.zeros((2, 4))}),
-        grpc.StatusCode.INVALID_ARGUMENT, "obs: expected dtype float32, got float64"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        r"obs: expected float32\[items, \*\[4\]\], got float64\[2, 4\]"),
     "wrong shape": (lambda: insert_request("transitions", {
         **transitions(2), "next_obs": np.zeros((2, 3), np.float32)}),
-        grpc.StatusCode.INVALID_ARGUMENT, r"next_obs: expected shape \[items, \*\[4\]\]"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        r"next_obs: expected float32\[items, \*\[4\]\], got float32\[2, 3\]"),
     "nan priority": (lambda: insert_request("transitions", transitions(2), [1.0, np.nan]),
                      grpc.StatusCode.INVALID_ARGUMENT, "priorities: expected finite"),
     "negative priority": (lambda: insert_request("transitions", transitions(2), [1.0, -2.0]),
@@ -305,7 +307,9 @@ def test_writer_surfaces_the_servers_refusal(server, client):
     ({"batch_size": 0}, r"batch_size: expected 1..max_size \(1000\), got 0"),
     ({"batch_size": 1001}, r"batch_size: expected 1..max_size \(1000\), got 1001"),
     ({"batch_size": 4, "beta": 2.0}, r"beta: expected a number in \[0, 1\]"),
-    ({"batch_size": 4, "prefetch": -1}, "prefetch: expected >= 0"),
+    ({"batch_size": 4, "prefetch": -1}, r"prefetch: expected 0\.\.64"),
+    # One request must not hold the table's lock for half a million batches.
+    ({"batch_size": 4, "prefetch": 500_000}, r"prefetch: expected 0\.\.64 .*got 500000"),
     ({"batch_size": 4, "timeout_seconds": -1}, "timeout_seconds: expected >= 0"),
 ])
 def test_bad_sample_requests_are_invalid_argument(server, client, stub, fields, pattern):
