@@ -34,6 +34,7 @@ from shoal.replay_service.auth import (
     channel_options,
     open_channel,
 )
+from shoal.replay_service.limits import MAX_ITEMS_PER_CALL
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ class Writer:
         max_items_per_message: int,
         max_in_flight_items: int,
     ) -> None:
-        if max_items_per_message < 1:
-            raise ValueError(f"max_items_per_message: expected >= 1, got {max_items_per_message}")
+        if not 1 <= max_items_per_message <= MAX_ITEMS_PER_CALL:
+            raise ValueError(f"max_items_per_message: expected 1..{MAX_ITEMS_PER_CALL} (what a "
+                             f"server stores per message), got {max_items_per_message}")
         if max_in_flight_items < max_items_per_message:
             raise ValueError(f"max_in_flight_items: expected >= max_items_per_message "
                              f"({max_items_per_message}), got {max_in_flight_items}")

@@ -26,6 +26,7 @@ from shoal.replay_service.auth import (
     bind,
     token_server,
 )
+from shoal.replay_service.limits import MAX_ITEMS_PER_CALL, MAX_PREFETCH
 from shoal.replay_service.table import (
     ColumnValue,
     CompressedRows,
@@ -42,15 +43,6 @@ log = logging.getLogger(__name__)
 # How often a blocked stream re-checks whether its client is still there.
 _POLL_SECONDS = 0.2
 
-
-MAX_ITEMS_PER_CALL = 65_536
-"""The most items one Insert message, one sampling draw or one UpdatePriorities call may
-touch. Each is done holding the table's lock, so this bounds how long any single RPC keeps
-other writers and samplers waiting (a draw of 65,536 items holds it ~20-35 ms on a 1M-item
-prioritized table, an update of as many priorities ~15 ms)."""
-
-MAX_PREFETCH = 64
-"""The largest SampleRequest.prefetch: batches drawn at once and sent as one message."""
 
 _PRIORITY_DTYPES = (np.dtype("<f8"), np.dtype("<f4"))
 _KEY_DTYPES = (np.dtype("<i8"), np.dtype("<i4"), np.dtype("<u8"), np.dtype("<u4"))
