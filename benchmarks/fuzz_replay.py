@@ -9,8 +9,8 @@ message that breaks a property (a status other than OK / INVALID_ARGUMENT / NOT_
 RESOURCE_EXHAUSTED / UNAUTHENTICATED, a refused message that changed a table, the server's
 RSS more than the bound above its warm level) fails the run with the shrunk message, exit 1.
 Prints messages tried, statuses seen, message kinds and peak RSS; with --json the last line
-is {"messages", "statuses", "kinds", "warm_rss_mib", "peak_rss_mib", "rss_bound_mib",
-"seconds", "ok"}.
+is {"messages", "statuses", "kinds", "warm_rss_mib", "peak_rss_mib", "last_rss_mib",
+"rss_bound_mib", "seconds", "ok"}.
 """
 
 from __future__ import annotations
@@ -65,13 +65,14 @@ def main() -> int:
     rise = (report.peak_rss_bytes - report.warm_rss_bytes) / MIB
     print(f"server RSS       warm {report.warm_rss_bytes / MIB:.1f} MiB, peak "
           f"{report.peak_rss_bytes / MIB:.1f} MiB (+{rise:.1f}; "
-          f"bound +{RSS_BOUND_BYTES / MIB:.0f})")
+          f"bound +{RSS_BOUND_BYTES / MIB:.0f}), at the end {report.last_rss_bytes / MIB:.1f} MiB")
     print("verdict          " + ("ok" if ok else "FAILED"))
     if args.json:
         print(json.dumps({
             "messages": report.messages, "statuses": dict(report.statuses),
             "kinds": dict(report.kinds), "warm_rss_mib": round(report.warm_rss_bytes / MIB, 1),
             "peak_rss_mib": round(report.peak_rss_bytes / MIB, 1),
+            "last_rss_mib": round(report.last_rss_bytes / MIB, 1),
             "rss_bound_mib": RSS_BOUND_BYTES / MIB, "seconds": round(report.elapsed_seconds, 1),
             "ok": ok}))
     return 0 if ok else 1

@@ -254,6 +254,7 @@ class FuzzReport:
     kinds: Counter[str] = field(default_factory=Counter)
     warm_rss_bytes: int = 0
     peak_rss_bytes: int = 0
+    last_rss_bytes: int = 0  # after the last message: a leak shows here, a spike does not
     elapsed_seconds: float = 0.0
 
 
@@ -327,7 +328,7 @@ class Harness:
         if status != grpc.StatusCode.OK:
             assert after == before, f"refused ({status.name}) but changed the tables: " \
                                     f"{before} -> {after}: {_describe(message)}"
-        rss = _rss_bytes(self._pid)
+        rss = self.report.last_rss_bytes = _rss_bytes(self._pid)
         self.report.peak_rss_bytes = max(self.report.peak_rss_bytes, rss)
         assert rss - self.report.warm_rss_bytes <= RSS_BOUND_BYTES, \
             f"server RSS {rss / 2**20:.0f} MiB, warm {self.report.warm_rss_bytes / 2**20:.0f}"
