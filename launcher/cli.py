@@ -1,17 +1,23 @@
 """The ``shoal`` command. Each subcommand imports what it needs only when it runs.
 
 A bad argument or config value prints one line (``shoal: error: ...``) and exits 2,
-without a traceback.
+without a traceback, and before the command creates anything (``shoal train``: no run
+directory). ``shoal train`` exits 0 when it reached ``--target-return``, 1 at the step
+budget (or when a component failed: then with the traceback), 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
+import re
 import signal
 import sys
 import time
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,9 +29,23 @@ class UsageError(Exception):
     """A bad argument or config value: one line on stderr, exit code 2."""
 
 
+ALGO_HELP = "one of the registered algorithms"
+"""``--algo``'s help until it is shown; ``_Parser.format_help`` then names them."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def format_help(self) -> str:
+        """Names the algorithms of the registry in ``--algo``'s help, only when help is
+        shown: the registry imports torch, which parsing a command line does not need."""
+        for action in self._actions:
+            if action.dest == "algo" and action.help == ALGO_HELP:
+                from shoal.algorithms.registry import ALGORITHMS
+
+                action.help = f"{ALGO_HELP}: {', '.join(sorted(ALGORITHMS))}"
+        return super().format_help()
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -50,6 +70,8 @@ def _replay_server(args: argparse.Namespace) -> int:
     _port("--port", args.port)
     _port("--metrics-port", args.metrics_port)
     token = _token(args)
+    # replay_service.config says a YAML error in PyYAML's five lines; read here, one line
+    _read_yaml(args.config)
     configure_logging()
     try:
         return serve(args.config, token=token, host=args.host, port=args.port,
@@ -73,18 +95,26 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
+def _seed(value: int) -> int:
+    """The learner seeds numpy's global generator with it, which takes 0..2**32-1."""
+    if not 0 <= value < 2**32:
+        raise UsageError(f"--seed: expected 0..{2**32 - 1}, got {value}")
+    return value
+
+
 def _algorithm_config(args: argparse.Namespace) -> Any:
     """The algorithm's config (``--config`` overrides applied) after checking ``--algo``,
-    ``--config`` and ``--env``: every command that runs a piece of a run starts here."""
-    import dataclasses
-
+    ``--config``, ``--env`` and ``--seed``: every command that runs a piece of a run
+    starts here."""
     from shoal.actors.envs import UnknownEnv, probe_spec
     from shoal.algorithms.registry import ALGORITHMS
 
     algorithm = ALGORITHMS.get(args.algo)
     if algorithm is None:
         raise UsageError(f"--algo: expected one of {sorted(ALGORITHMS)}, got {args.algo!r}")
-    overrides = _read_config(args.config) if args.config else {}
+    _seed(args.seed)
+    overrides = (_checked_overrides(algorithm.config_type, _read_config(args.config))
+                 if args.config else {})
     if args.max_policy_lag is not None:
         if "max_policy_lag" not in {f.name for f in dataclasses.fields(algorithm.config_type)}:
             raise UsageError(f"--max-policy-lag: only for on-policy algorithms (ppo, a2c), "
@@ -92,7 +122,7 @@ def _algorithm_config(args: argparse.Namespace) -> Any:
         if args.max_policy_lag < 0:
             raise UsageError(f"--max-policy-lag: expected >= 0, got {args.max_policy_lag}")
         overrides["max_policy_lag"] = args.max_policy_lag
-    try:
+    try:  # the ranges the config dataclass checks itself (its __post_init__)
         config = algorithm.config_type(**overrides)
     except (TypeError, ValueError) as error:
         raise UsageError(f"--config: {error}") from None
@@ -104,14 +134,118 @@ def _algorithm_config(args: argparse.Namespace) -> Any:
     if kind not in algorithm.action_spaces:
         raise UsageError(f"--algo: {args.algo} acts in {' or '.join(algorithm.action_spaces)} "
                          f"action spaces; {args.env} has a {kind} one")
+    _check_learner_builds(args.algo, algorithm, config, spec)
     return config
 
 
+def _check_learner_builds(algo: str, algorithm: Any, config: Any, spec: Any) -> None:
+    """Builds the learner once on the CPU (milliseconds for these networks), so that a value
+    its networks or optimizer refuse (torch checks learning rates, for one) stops the
+    command here and not in the learner of a started run."""
+    import torch
+
+    try:
+        algorithm.make_learner(config, spec, torch.device("cpu"))
+    except (ValueError, ArithmeticError) as error:
+        raise UsageError(f"--config: {algo}'s learner refuses these settings: "
+                         f"{type(error).__name__}: {error}") from None
+
+
+class _Mismatch(Exception):
+    """A value that is not of the type a config field declares."""
+
+
+_UNIONS = (typing.Union, types.UnionType)
+_DOTLESS_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+"""3e-4: a float, which PyYAML (YAML 1.1) reads as a string for want of a dot."""
+
+
+def _conform(hint: Any, value: Any) -> Any:
+    """``value`` as a field declared ``hint`` holds it, or _Mismatch. Converts only what YAML
+    cannot say: a list for a tuple, an int for a float, a dotless float from its string.
+    A bool is not an int here (YAML's ``true`` for a batch size is a mistake)."""
+    origin, members = typing.get_origin(hint), typing.get_args(hint)
+    if origin in _UNIONS:
+        for member in members:
+            with contextlib.suppress(_Mismatch):
+                return _conform(member, value)
+        raise _Mismatch
+    if origin is typing.Literal:
+        if any(type(value) is type(member) and value == member for member in members):
+            return value
+        raise _Mismatch
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise _Mismatch
+        if origin is tuple and members and members[-1] is not Ellipsis:  # tuple[int, str]
+            if len(value) != len(members):
+                raise _Mismatch
+            return tuple(_conform(m, v) for m, v in zip(members, value, strict=True))
+        items = [_conform(members[0] if members else Any, item) for item in value]
+        return tuple(items) if origin is tuple else items
+    if hint is type(None) and value is None:
+        return None
+    if hint is float and not isinstance(value, bool):
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str) and _DOTLESS_FLOAT.fullmatch(value.strip()):
+            return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if (hint is bool and isinstance(value, bool)) or (hint is str and isinstance(value, str)):
+        return value
+    if hint in (type(None), float, int, bool, str):
+        raise _Mismatch
+    return value  # a type this check does not know: the dataclass judges it
+
+
+def _describe(hint: Any) -> str:
+    """``hint`` in the words of a YAML file: lists, not tuples."""
+    origin, members = typing.get_origin(hint), typing.get_args(hint)
+    if origin in _UNIONS:
+        return " or ".join(_describe(member) for member in members)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(member) for member in members)
+    if origin in (tuple, list):
+        if origin is tuple and members and members[-1] is not Ellipsis:
+            return f"a list [{', '.join(_name(member) for member in members)}]"
+        return f"a list of {_name(members[0]) if members else 'values'}"
+    words = {type(None): "None", bool: "a bool (true or false)", int: "an int",
+             float: "a float", str: "a str"}
+    return words.get(hint, _name(hint))
+
+
+def _name(hint: Any) -> str:
+    return str(getattr(hint, "__name__", hint))
+
+
+def _checked_overrides(config_type: type, values: dict[Any, Any]) -> dict[str, Any]:
+    """``--config`` values as the config dataclass's annotations type them; the first one
+    that is not, named with the type and the value. The dataclass would take a string
+    learning rate as it is, and the run would die of it in the optimizer."""
+    hints = typing.get_type_hints(config_type)
+    fields = [field.name for field in dataclasses.fields(config_type) if field.init]
+    unknown = sorted(str(key) for key in values if key not in fields)
+    if unknown:
+        raise UsageError(f"--config: unknown key(s) {unknown}; {config_type.__name__} has "
+                         f"{fields}")
+    checked = {}
+    for key, value in values.items():
+        try:
+            checked[key] = _conform(hints[key], value)
+        except _Mismatch:
+            raise UsageError(f"--config: {key}: expected {_describe(hints[key])}, "
+                             f"got {value!r}") from None
+    return checked
+
+
 def _table(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    """The replay table of the algorithm, seeded as ``shoal train`` seeds its own."""
     from shoal.actors.envs import probe_spec
     from shoal.algorithms.registry import ALGORITHMS
 
-    return ALGORITHMS[args.algo].table(config, probe_spec(args.env), args.envs_per_actor)
+    table = ALGORITHMS[args.algo].table(config, probe_spec(args.env), args.envs_per_actor)
+    return {**table, "seed": args.seed}
 
 
 def _port(name: str, value: int) -> int:
@@ -128,8 +262,9 @@ def _address(name: str, value: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import dataclasses
     import json
+
+    _check_ray_address(args)
 
     from shoal.launcher.training import TrainSettings, run, write_config
 
@@ -153,8 +288,10 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert/--tls-key: give both, or neither")
+    given_tls = _given_tls(args)
+    launch = _launch(args, max_actors)  # the last check: after it, the run is created
     run_dir = args.resume or _new_run_dir(args)
-    tls = _tls(args, run_dir)
+    tls = given_tls or _generated_tls(args, run_dir)
     settings = TrainSettings(
         algo=args.algo, env_id=args.env, actors=actors, max_actors=max_actors,
         autoscale=autoscale, envs_per_actor=args.envs_per_actor,
@@ -167,7 +304,7 @@ def _train(args: argparse.Namespace) -> int:
     # SIGTERM ends the run as Ctrl-C does: components stopped, checkpoint and summary written
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    summary, interrupted = run(settings, run_dir, local=args.local, address=args.address,
+    summary, interrupted = run(settings, run_dir, local=args.local, launch=launch,
                                started=STARTED)
     print(summary.line(interrupted, settings.return_window))
     if args.json:
@@ -175,15 +312,100 @@ def _train(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0 if summary.reached else 1
 
 
-def _tls(args: argparse.Namespace, run_dir: Path) -> Any:
+def _given_tls(args: argparse.Namespace) -> Any:
+    """``--tls-cert``/``--tls-key`` read before anything is created; None without them."""
     from shoal.replay_service.auth import Tls
 
-    if args.tls_cert is not None:
-        try:
-            return Tls.from_files(args.tls_cert, args.tls_key)
-        except OSError as error:
-            raise UsageError(f"--tls-cert/--tls-key: {error}") from None
+    if args.tls_cert is None:
+        return None
+    try:
+        return Tls.from_files(args.tls_cert, args.tls_key)
+    except OSError as error:
+        raise UsageError(f"--tls-cert/--tls-key: {error}") from None
+
+
+def _generated_tls(args: argparse.Namespace, run_dir: Path) -> Any:
+    from shoal.replay_service.auth import Tls
+
     return Tls.generate(run_dir / "tls") if args.tls else None
+
+
+PROBE_SECONDS = 3.0
+"""How long each step of ``check_ray_address`` waits: the TCP connect, then the GCS call."""
+
+
+def check_ray_address(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """Refuses, in about ``2 * timeout``, a HOST:PORT that is not a Ray cluster's GCS:
+    ray.init retries such an address for minutes, deaf to SIGTERM meanwhile. Asks the GCS
+    its cluster id, on a channel made as Ray makes its own (its TLS and token settings).
+    Other forms (``auto``, ``ray://``) go to ray.init as they are."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError:
+        raise UsageError(f"nothing answers at {address}") from None
+    import grpc
+    from ray._private.grpc_utils import init_grpc_channel
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    channel = init_grpc_channel(address)
+    try:
+        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+            gcs_service_pb2.GetClusterIdRequest(),  # type: ignore[attr-defined] # protobuf-made
+            timeout=timeout)
+    except grpc.RpcError as error:
+        code = error.code()
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            raise UsageError(
+                f"{address} refuses this process's Ray token ({error.details()}); a cluster "
+                f"with token authentication wants RAY_AUTH_MODE=token and its token "
+                f"(RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
+        raise UsageError(f"{address} answers, but not as a Ray cluster's GCS "
+                         f"({code.name} to GetClusterId)") from None
+    finally:
+        channel.close()
+
+
+def _ray_address(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The cluster ``shoal train`` joins and the option that named it; None: a Ray of its
+    own (or --local)."""
+    if args.local:
+        return None
+    if args.address:
+        return "--address", args.address
+    from_environment = os.environ.get("RAY_ADDRESS")
+    return ("$RAY_ADDRESS", from_environment) if from_environment else None
+
+
+def _check_ray_address(args: argparse.Namespace) -> None:
+    """The first check of ``shoal train``, before the imports of the algorithms (torch),
+    which take seconds of their own: a wrong address is said within seconds."""
+    joining = _ray_address(args)
+    if joining is not None:
+        name, address = joining
+        try:
+            check_ray_address(address)
+        except UsageError as error:
+            raise UsageError(f"{name}: {error}") from None
+
+
+def _launch(args: argparse.Namespace, max_actors: int) -> Any:
+    """How the run's components start: threads here (``--local``), or Ray actors, on a
+    cluster joined now, before the run directory exists: an address that is not a Ray
+    cluster's is a usage error, said in seconds, and leaves nothing behind."""
+    from shoal.launcher.training import ClusterUnreachable, LocalLaunch, RayLaunch
+
+    if args.local:
+        return LocalLaunch()
+    try:
+        return RayLaunch(args.address, max_actors)
+    except ClusterUnreachable as error:
+        name, _ = _ray_address(args) or ("--address", "")
+        raise UsageError(f"{name}: {error}") from None
 
 
 def _scale(args: argparse.Namespace) -> int:
@@ -241,15 +463,43 @@ def _new_run_dir(args: argparse.Namespace) -> Path:
     return candidate
 
 
-def _read_config(path: Path) -> dict:
+def _read_yaml(path: Path) -> Any:
+    """What ``--config`` holds; a file that cannot be read or parsed is one line, with the
+    line and column of the problem (PyYAML's own message spans five)."""
     import yaml
 
     try:
-        value = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as error:
         raise UsageError(f"--config: cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--config: {path} is not UTF-8 text") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        raise UsageError(f"--config: {path} is not valid YAML {_yaml_problem(error)}") from None
     except yaml.YAMLError as error:
-        raise UsageError(f"--config: {path} is not valid YAML ({error})") from None
+        raise UsageError(f"--config: {path} is not valid YAML: "
+                         f"{' '.join(str(error).split())}") from None
+
+
+def _yaml_problem(error: Any) -> str:
+    """``at line L, column C: problem (context from line K)``, 1-based as editors count
+    (PyYAML's marks are 0-based)."""
+    mark = error.problem_mark or error.context_mark
+    where = f"at line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+    problem = error.problem or error.context or "cannot parse"
+    context = ""
+    if error.problem and error.context:
+        context = f" ({error.context}"
+        if error.context_mark is not None:
+            context += f" from line {error.context_mark.line + 1}"
+        context += ")"
+    return f"{where}: {problem}{context}"
+
+
+def _read_config(path: Path) -> dict:
+    value = _read_yaml(path)
     if not isinstance(value, dict):
         raise UsageError(f"--config: expected a mapping of algorithm settings in {path}")
     return value
@@ -265,8 +515,6 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _learner(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from shoal.launcher.components import LearnerComponent
     from shoal.launcher.processes import run_learner
     from shoal.replay_service.process import configure_logging
@@ -287,13 +535,11 @@ def _learner(args: argparse.Namespace) -> int:
         _table(args, config)["name"], str(args.run_dir),
         str(args.run_dir) if args.resume else None,
         port=args.port, checkpoint_every=args.checkpoint_every, run=args.run_dir.name,
-        metrics_port=args.metrics_port, num_actors=args.num_actors)
+        metrics_port=args.metrics_port, num_actors=args.num_actors, seed=args.seed)
     return run_learner(component, address_file=args.address_file)
 
 
 def _actor(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from shoal.launcher.components import ActorComponent
     from shoal.launcher.processes import run_actor
     from shoal.replay_service.process import configure_logging
@@ -360,13 +606,21 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+SEED_HELP = ("the run's seed, the same in each of its processes: the learner seeds torch "
+             "and numpy with it, the replay table its sampling, actor i its envs and "
+             "exploration with SEED + 1000 i")
+
+
 def _add_algorithm(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--algo", required=True, help="dqn, ppo or a2c")
+    command.add_argument("--algo", required=True, help=ALGO_HELP)
     command.add_argument("--env", required=True, help="a gymnasium id, e.g. CartPole-v1")
-    command.add_argument("--config", type=Path, help="YAML of algorithm settings to override")
+    command.add_argument("--config", type=Path,
+                         help="YAML of algorithm settings to override, checked against "
+                              "the types of the algorithm's config")
     command.add_argument("--max-policy-lag", type=int, metavar="K",
                          help="ppo/a2c: collect asynchronously, train only on rollouts at "
                               "most K weight versions old (default: synchronous)")
+    command.add_argument("--seed", type=int, default=0, help=f"{SEED_HELP} (default 0)")
 
 
 def _add_metrics_port(command: argparse.ArgumentParser) -> None:
@@ -411,7 +665,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="adjust the actor count between MIN and MAX to keep the learner "
                             "busy without actors queueing for it (dqn, sac)")
     train.add_argument("--envs-per-actor", type=int, default=8, help="vector env size")
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--total-env-steps", type=int, default=200_000, help="step budget")
     train.add_argument("--target-return", type=float,
                        help="stop once the mean of the last --return-window episodes "
@@ -421,8 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, default=Path("runs"),
                        help="parent folder of the run directory")
     train.add_argument("--resume", type=Path, help="continue the run in this run directory")
-    train.add_argument("--address", help="a Ray cluster to join (default: $RAY_ADDRESS, "
-                       "else a local Ray on this machine)")
+    train.add_argument("--address", help="a Ray cluster to join, HOST:PORT of its GCS "
+                       "(default: $RAY_ADDRESS, else a local Ray on this machine)")
     train.add_argument("--local", action="store_true",
                        help="every component as threads of this process")
     train.add_argument("--replay-checkpoint-every", type=float, default=30.0,
@@ -476,7 +729,6 @@ def build_parser() -> argparse.ArgumentParser:
     actor.add_argument("--num-actors", type=int, default=1,
                        help="N: the actors of the run (sets each one's exploration)")
     actor.add_argument("--envs-per-actor", type=int, default=8, help="vector env size")
-    actor.add_argument("--seed", type=int, default=0)
     actor.add_argument("--total-env-steps", type=int,
                        help="stop after this many env steps (default: run until a signal)")
     actor.add_argument("--run-name", default="", help="the run's name, a label of its metrics")

@@ -9,13 +9,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import random
 import statistics
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from shoal.actors.actor import Actor
@@ -35,6 +39,8 @@ from shoal.replay_service.auth import Tls
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.config import table_from_dict
 from shoal.replay_service.server import ReplayServer
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_UPDATES = 2_000
 """The learner saves model, optimizer, target and counters this often, and at exit: a
@@ -102,12 +108,25 @@ class LifePorts:
         scratch.replace(self._path)
 
 
+def seed_learner(seed: int) -> None:
+    """Seeds the generators a learner draws from without one of its own: torch's (network
+    initialisation, CUDA's too), numpy's and Python's global ones. The run's one seed: the
+    replay table and the actors take the same (actor i: seed + 1000 i)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 class _Background:
-    """Runs ``target(stop)`` in a thread and keeps its error for ``poll``."""
+    """Runs ``target(stop)`` in a thread and keeps its error for ``poll``: the one-line
+    ``error`` the launcher raises with, and the ``traceback`` that says where, which is
+    also logged here (in a Ray actor, the launcher sees only what ``failure`` returns)."""
 
     def __init__(self, name: str, target: Any) -> None:
         self.stop_event = threading.Event()
         self.error: str | None = None
+        self.traceback: str | None = None
+        self._name = name
         self._target = target
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
@@ -117,7 +136,15 @@ class _Background:
             self._target(self.stop_event)
         except BaseException as error:
             if not self.stop_event.is_set():
+                self.traceback = traceback.format_exc()
                 self.error = f"{type(error).__name__}: {error}"
+                log.exception("%s failed", self._name)
+
+    def failure(self) -> dict[str, str] | None:
+        """The error and traceback of a thread that died, for the run's ``failed`` event."""
+        if self.error is None:
+            return None
+        return {"error": self.error, "traceback": self.traceback or ""}
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stop_event.set()
@@ -171,11 +198,12 @@ class LearnerComponent(_Placed):
                  replay_address: str, table: str, run_dir: str, resume: str | None, *,
                  port: int = 0, checkpoint_every: int = CHECKPOINT_EVERY_UPDATES,
                  run: str = "", metrics_port: int = 0, num_actors: int = 1,
-                 tls: Tls | None = None) -> None:
+                 tls: Tls | None = None, seed: int = 0) -> None:
         algorithm = ALGORITHMS[algo]
         self.algo = algo
         self.config = algorithm_config(algo, config)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        seed_learner(seed)  # before the networks: their initial weights follow the seed
         learner = algorithm.make_learner(self.config, probe_spec(env_id), self.device)
         self.started = time.time()
         host = bind_host(host)
@@ -221,6 +249,9 @@ class LearnerComponent(_Placed):
 
     def resumed_counters(self) -> dict[str, Any]:
         return self.resumed
+
+    def failure(self) -> dict[str, str] | None:
+        return self.background.failure()
 
     def poll(self, env_steps: int) -> dict[str, Any]:
         self.env_steps = env_steps
@@ -275,6 +306,9 @@ class ActorComponent(_Placed):
                 "episodes": [dataclasses.asdict(e) for e in stats.drain()],
                 "started": self.started, "pid": os.getpid(),
                 "error": self.background.error}
+
+    def failure(self) -> dict[str, str] | None:
+        return self.background.failure()
 
     def done(self) -> bool:
         """Its loop ended: the step budget was taken, it was stopped, or it failed."""

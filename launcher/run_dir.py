@@ -2,7 +2,8 @@
 
     runs/dqn-CartPole-v1-20261123-190000/
         config.json        everything the run was started with, defaults filled in
-        events.jsonl       one JSON object a line: episodes, losses, throughput, summary
+        events.jsonl       one JSON object a line: episodes, losses, throughput, summary;
+                           "failed" (with each failed component's traceback) if it failed
         prometheus_targets.json   every process's /metrics address (Prometheus file_sd)
         learner/           learner checkpoints
         *.png              what `shoal plot` draws

@@ -17,6 +17,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,23 +268,35 @@ class Watch:
             sample_blocked_seconds=replay["sample_blocked_seconds"], **balance)
 
 
-def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | None = None,
-        started: float | None = None) -> tuple[Summary, bool]:
+def run_table(settings: TrainSettings) -> dict[str, Any]:
+    """The replay table's config for the run: the algorithm's table, sampling seeded with
+    the run's seed (a restarted replay service starts from the same seed)."""
+    table = ALGORITHMS[settings.algo].table(settings.config, probe_spec(settings.env_id),
+                                            settings.envs_per_actor)
+    return {**table, "seed": settings.seed}
+
+
+def run(settings: TrainSettings, run_dir: Path, *, local: bool = False,
+        address: str | None = None, started: float | None = None,
+        launch: LocalLaunch | RayLaunch | None = None) -> tuple[Summary, bool]:
     """Wires and runs the picture of DESIGN.md: a replay service holding the algorithm's
     table; a learner sampling from it and publishing weights on its ParameterService;
     N actors writing to the replay service and following those weights.
 
     Returns the summary, and whether Ctrl-C (KeyboardInterrupt) ended the run early; the
     run then still stops its components in order and writes its checkpoint and summary.
-    ``started`` is when the command started (its imports included)."""
+    A component that fails ends the run with a ``failed`` event (its traceback in it) and
+    the error raised. ``started`` is when the command started (its imports included).
+    ``launch``: one made already (``shoal train`` joins Ray before it creates the run
+    directory); without it, ``local`` and ``address`` say which to make."""
     started = started or time.time()
     interrupted = False
-    algorithm = ALGORITHMS[settings.algo]
-    spec = probe_spec(settings.env_id)
-    table = algorithm.table(settings.config, spec, settings.envs_per_actor)
+    table = run_table(settings)
     config = dataclasses.asdict(settings.config)
     token = new_token()
-    launch = LocalLaunch() if local else RayLaunch(address, settings.max_actors)
+    if launch is None:
+        launch = LocalLaunch() if local else RayLaunch(address, settings.max_actors)
+    local = isinstance(launch, LocalLaunch)
     host = launch.host
     with EventLog(run_dir / "events.jsonl") as events:
         run = run_dir.name
@@ -296,7 +309,7 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
                                str(settings.resume) if settings.resume else None, gpu=True,
                                restart=True, run=run, num_actors=settings.actors,
                                checkpoint_every=settings.learner_checkpoint_updates,
-                               tls=settings.tls)
+                               tls=settings.tls, seed=settings.seed)
         parameters_address = launch.call(learner, "address")
         metrics = {"replay": launch.call(replay, "metrics_address"),
                    "learner": launch.call(learner, "metrics_address")}
@@ -340,6 +353,10 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
                 progress = watch.run()
         except KeyboardInterrupt:
             progress, interrupted = watch.progress, True
+        except Exception as error:
+            write_failure(events, error, launch.call, {
+                "learner": learner, **{f"actor-{i}": h for i, h in fleet.handles.items()}})
+            raise
         finally:
             remove_control_file(run_dir)
             remove_from_targets_index(run_dir)
@@ -352,6 +369,21 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool, address: str | N
             seconds_total=ended - started, run_dir=str(run_dir))
         events.write("summary", **dataclasses.asdict(summary), interrupted=interrupted)
     return summary, interrupted
+
+
+def write_failure(events: EventLog, error: BaseException, call: Any,
+                  components: dict[str, Any]) -> None:
+    """The ``failed`` event: the error that ended the run, the launcher's traceback, and
+    the traceback of each component whose thread died (in a Ray actor's process: the
+    launcher's traceback shows only the poll that found it dead)."""
+    failed = {}
+    for name, handle in components.items():
+        with contextlib.suppress(Exception):  # one that cannot answer has nothing to add
+            failure = call(handle, "failure")
+            if failure is not None:
+                failed[name] = failure
+    events.write("failed", error=f"{type(error).__name__}: {error}",
+                 traceback="".join(traceback.format_exception(error)), components=failed)
 
 
 class LocalLaunch:
@@ -374,9 +406,16 @@ class LocalLaunch:
         """Nothing to do: a stopped local component holds no threads or sockets."""
 
 
+class ClusterUnreachable(ConnectionError):
+    """Ray finds no cluster at the address to join (``auto`` with none on this machine,
+    say): a usage error, in one line."""
+
+
 class RayLaunch:
     """Components as Ray actors: a local Ray by default, a cluster given an address (or
-    RAY_ADDRESS). Actors restart when they die; the learner asks for a GPU if there is one."""
+    RAY_ADDRESS). Actors restart when they die; the learner asks for a GPU if there is one.
+    An address Ray finds no cluster at raises ClusterUnreachable; ``shoal train`` probes
+    a HOST:PORT before (ray.init retries one that is not a cluster's for minutes)."""
 
     def __init__(self, address: str | None, max_actors: int) -> None:
         import os
@@ -389,7 +428,10 @@ class RayLaunch:
         # own (shoal train's stops the run in order and writes its summary).
         on_sigterm = signal.getsignal(signal.SIGTERM)
         if joining:
-            ray.init(address=joining, log_to_driver=False)
+            try:
+                ray.init(address=joining, log_to_driver=False)
+            except ConnectionError as error:  # e.g. "auto" with no cluster on this machine
+                raise ClusterUnreachable(" ".join(str(error).split())) from None
         else:  # a Ray of our own ("local": never one that runs on this machine already);
             # one logical CPU per component: they share this machine's cores anyway
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, max_actors + 2),

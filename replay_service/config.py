@@ -11,6 +11,7 @@
         #   {type: sample_to_insert_ratio, samples_per_insert: 8, min_size_to_sample: 1000,
         #    error_buffer: 2000}
         max_times_sampled: 0  # 0: unlimited
+        seed: 0               # optional: seeds the sampling (default: fresh entropy)
         signature:
           obs: {dtype: float32, shape: [4]}
           action: {dtype: int64, shape: []}
@@ -80,7 +81,7 @@ RATE_LIMITERS: dict[str, Any] = {
     "min_size": MinSize, "sample_to_insert_ratio": SampleToInsertRatio, "queue": Queue,
 }
 TABLE_KEYS = {"name", "max_size", "selector", "rate_limiter", "max_times_sampled", "signature",
-              "queue"}
+              "queue", "seed"}
 
 
 def _signature(value: Any, where: str) -> dict[str, FieldSpec]:
@@ -112,9 +113,12 @@ def table_from_dict(value: Any, where: str = "table") -> Table:
     if max_size < 1:
         raise ConfigError(f"{where}.max_size: expected >= 1, got {max_size}")
     signature = _signature(entry["signature"], f"{where}.signature")
+    seed = entry.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ConfigError(f"{where}.seed: expected an integer >= 0, got {seed!r}")
     try:
-        if entry.get("queue", False):
-            _only_keys(entry, {"name", "max_size", "signature", "queue"}, where)
+        if entry.get("queue", False):  # a queue draws no random numbers: its seed is moot
+            _only_keys(entry, {"name", "max_size", "signature", "queue", "seed"}, where)
             return Table.queue(str(name), max_size, signature)
         selector: Selector = _kwargs_for(entry.get("selector", "uniform"), f"{where}.selector",
                                          SELECTORS)
@@ -125,7 +129,7 @@ def table_from_dict(value: Any, where: str = "table") -> Table:
         except ValueError as error:
             raise ConfigError(f"{where}.rate_limiter.{error}") from None
         return Table(str(name), selector, OldestFirst(), max_size, limiter, signature,
-                     max_times_sampled=int(entry.get("max_times_sampled", 0)))
+                     max_times_sampled=int(entry.get("max_times_sampled", 0)), seed=seed)
     except ValueError as error:
         if isinstance(error, ConfigError):
             raise
