@@ -16,19 +16,21 @@ is {"messages", "statuses", "kinds", "warm_rss_mib", "peak_rss_mib", "last_rss_m
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.*
-
-from tests.replay_service.fuzz_messages import (
-    RSS_BOUND_BYTES,
-    fuzz_server,
-    run_fuzz,
-)
+# The generators live with the tests; loaded by path, as the tests are not a package.
+_FUZZ = Path(__file__).resolve().parents[1] / "tests" / "replay_service" / "fuzz_messages.py"
+_spec = importlib.util.spec_from_file_location("fuzz_messages", _FUZZ)
+assert _spec is not None and _spec.loader is not None
+fuzz_messages = sys.modules["fuzz_messages"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fuzz_messages)
+RSS_BOUND_BYTES, fuzz_server, run_fuzz = (
+    fuzz_messages.RSS_BOUND_BYTES, fuzz_messages.fuzz_server, fuzz_messages.run_fuzz)
 
 MIB = 2**20
 

@@ -102,11 +102,11 @@ def run_actor(component: ActorComponent, *, report_every: float = 5.0) -> int:
 
     _report_until(stop, component.done, report, report_every)
     component.request_stop()
+    component.stop()  # waits for the loop's last step: its items count in the final line
     final: dict[str, Any] = component.poll()
-    component.stop()
     if final["error"] is not None:
         log.error("actor failed: %s", final["error"])
         return 1
-    log.info("stopped after %d env steps, %d items sent, weights version %d",
-             final["env_steps"], final["items_sent"], final["version"])
+    log.info("stopped after %d env steps, %d items sent, %d stored, weights version %d",
+             final["env_steps"], final["items_sent"], final["items_stored"], final["version"])
     return 0

@@ -411,6 +411,11 @@ class ClusterUnreachable(ConnectionError):
     say): a usage error, in one line."""
 
 
+RAY_CALL_SECONDS = 600.0
+"""A bound on a hung component, not a speed: on a loaded machine Ray took over 120 s to
+start a learner (its first call waits for that) or to bring one back after a kill."""
+
+
 class RayLaunch:
     """Components as Ray actors: a local Ray by default, a cluster given an address (or
     RAY_ADDRESS). Actors restart when they die; the learner asks for a GPU if there is one.
@@ -458,7 +463,7 @@ class RayLaunch:
         return self.ray.remote(component).options(**options).remote(*args, **keywords)
 
     def call(self, handle: Any, method: str, *args: Any) -> Any:
-        return self.ray.get(getattr(handle, method).remote(*args), timeout=120)
+        return self.ray.get(getattr(handle, method).remote(*args), timeout=RAY_CALL_SECONDS)
 
     def kill(self, handle: Any) -> None:
         self.ray.kill(handle, no_restart=True)

@@ -58,13 +58,16 @@ def prioritized_table(max_size: int = 1000, alpha: float = 0.6, min_size: int = 
                  CARTPOLE_SIGNATURE, max_times_sampled=max_times_sampled, seed=seed)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Polls ``condition`` until it holds; fails the test after ``timeout`` seconds."""
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "",
+               interval: float = 0.005) -> None:
+    """Polls ``condition`` every ``interval`` seconds until it holds; fails the test after
+    ``timeout`` seconds. The timeout bounds a hang, sized for a loaded machine: a condition
+    that holds returns as soon as it does."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.005)
+        time.sleep(interval)
 
 
 def service_tables() -> list[Table]:
@@ -84,5 +87,5 @@ def server(tmp_path) -> Iterator[ReplayServer]:
 @pytest.fixture
 def client(server: ReplayServer) -> Iterator[ReplayClient]:
     with ReplayClient(server.address, TOKEN) as connected:
-        connected.wait_ready(10)
+        connected.wait_ready(30)
         yield connected

@@ -56,7 +56,9 @@ def run_in_process(capsys, *args: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as ended:
         main(list(args))
     captured = capsys.readouterr()
-    return ended.value.code, captured.out, captured.err
+    code = ended.value.code
+    assert isinstance(code, int)
+    return code, captured.out, captured.err
 
 
 # ------------------------------------------------------------------ config values (6)

@@ -22,7 +22,12 @@ from shoal.launcher.training import (
 )
 
 from ..conftest import wait_until
+from .live import CONDITION, LIVE_TEST_TIMEOUT, START
 from .test_train_local import FAST
+
+# The module's run starts with the first test that asks for it (in its time), and waits for
+# its learner with a deadline sized for a loaded machine.
+pytestmark = pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 
 EXPECTED = {
     "actor": ["shoal_actor_env_steps_total", "shoal_actor_episodes_total",
@@ -74,7 +79,7 @@ def running():
     try:
         wait_until(lambda: total(scrape(addresses["learner"]),
                                  "shoal_learner_updates_total") > 20,
-                   timeout=120, what="the learner to update")
+                   timeout=START, what="the learner to update", interval=0.1)
         yield addresses
     finally:
         actor.request_stop()
@@ -99,7 +104,7 @@ def test_counters_only_increase_and_the_busy_ones_do(running):
     before = {c: scrape(address) for c, address in running.items()}
     wait_until(lambda: total(scrape(running["learner"]), "shoal_learner_updates_total")
                > total(before["learner"], "shoal_learner_updates_total") + 20,
-               timeout=60, what="more updates")
+               timeout=CONDITION, what="more updates", interval=0.1)
     after = {c: scrape(address) for c, address in running.items()}
     for component in running:
         for key, value in before[component].items():

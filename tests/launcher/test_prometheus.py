@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from ..conftest import wait_until
+from .live import CONDITION, LIVE_TEST_TIMEOUT, START, STOP
 from .test_train_local import train_command
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -40,6 +41,7 @@ def query(port: int, promql: str) -> float:
 
 @pytest.mark.skipif(not PROMETHEUS, reason="prometheus is not installed (make test installs "
                     "Debian's package when apt-get can)")
+@pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
     # the shipped config, with a 1 s scrape so the test waits seconds, not minutes
     config = yaml.safe_load((REPOSITORY / "deploy/prometheus/prometheus.yml").read_text())
@@ -54,7 +56,8 @@ def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
     prometheus: subprocess.Popen | None = None
     try:
         wait_until(lambda: any((tmp_path / "runs" / "prometheus_targets").glob("*.json"))
-                   or run.poll() is not None, timeout=120, what="the run's targets file")
+                   or run.poll() is not None, timeout=START, what="the run's targets file",
+                   interval=0.1)
         assert run.poll() is None, run.stderr.read() if run.stderr else ""
         prometheus = server = subprocess.Popen(
             [PROMETHEUS, f"--config.file={deploy / 'prometheus.yml'}",
@@ -67,8 +70,8 @@ def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
 
         for promql in ("sum(rate(shoal_actor_env_steps_total[10s]))",
                        "sum(rate(shoal_learner_updates_total[10s]))"):
-            wait_until(functools.partial(answers, promql), timeout=90,
-                       what=f"{promql} > 0 in Prometheus")
+            wait_until(functools.partial(answers, promql), timeout=CONDITION,
+                       what=f"{promql} > 0 in Prometheus", interval=0.2)
             assert server.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
         # replay, learner, actor-0 and the launcher (its autoscaling metrics)
         assert query(port, 'count(up{job="shoal"} == 1)') == 4
@@ -76,10 +79,10 @@ def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
         # honor_labels: shoal's own instance label, not the scrape address
         assert query(port, 'count(shoal_actor_env_steps_total{instance="actor-0"})') == 1
         run.send_signal(signal.SIGTERM)
-        run.wait(timeout=60)
+        run.wait(timeout=STOP)
         assert not any((tmp_path / "runs" / "prometheus_targets").glob("*.json"))
     finally:
         for process in (prometheus, run):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
+                process.wait(timeout=STOP)

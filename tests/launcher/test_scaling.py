@@ -23,6 +23,7 @@ from shoal.launcher.training import LocalLaunch, fixed_actor_count
 from shoal.protos import control_pb2, control_pb2_grpc
 
 from ..conftest import wait_until
+from .live import CONDITION, LIVE_TEST_TIMEOUT
 from .test_train_local import FAST
 
 TOKEN = "control-test-token"
@@ -58,17 +59,20 @@ def run(tmp_path):
             fleet.stop()
 
 
+@pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 def test_fleet_adds_and_removes_actors_and_loses_nothing(run):
     fleet, replay, metrics, changes, events = run
     fleet.start(1)
-    wait_until(lambda: fleet.poll().env_steps > 500, timeout=60, what="the first actor")
+    wait_until(lambda: fleet.poll().env_steps > 500, timeout=CONDITION, what="the first actor")
 
     grown = fleet.scale_to(3)
     assert (grown.previous, grown.actors, len(fleet)) == (1, 3, 3)
     assert sorted(metrics) == ["actor-0", "actor-1", "actor-2"] == changes[-1]
-    wait_until(lambda: all(handle.poll()["env_steps"] > 0 for handle in fleet.handles.values()),
-               timeout=60, what="the new actors to step")
+    # Not only stepped: handed items to their writers (an n-step item needs n steps), so
+    # the two removed below have something to hand over.
     removed = [fleet.handles[1], fleet.handles[2]]
+    wait_until(lambda: all(handle.actor.stats.items_sent > 0 for handle in removed),
+               timeout=CONDITION, what="the new actors to send items")
 
     before = fleet.poll().env_steps
     shrunk = fleet.scale_to(1)
@@ -81,7 +85,7 @@ def test_fleet_adds_and_removes_actors_and_loses_nothing(run):
     # Their steps still count, and the one left keeps collecting.
     after = fleet.poll().env_steps
     assert after >= before
-    wait_until(lambda: fleet.poll().env_steps > after + 200, timeout=60,
+    wait_until(lambda: fleet.poll().env_steps > after + 200, timeout=CONDITION,
                what="the remaining actor to keep stepping")
     assert replay.poll()["inserted_items"] >= shrunk.removed_items_stored
     assert '"event": "scale", ' in events.read_text()

@@ -15,6 +15,7 @@ import pytest
 from shoal.launcher.top import Rates, line, verdict
 
 from ..conftest import wait_until
+from .live import LIVE_TEST_TIMEOUT, START, STOP
 from .test_train_local import train_command
 
 
@@ -78,6 +79,7 @@ def read_until(fd: int, pattern: re.Pattern, timeout: float) -> str:
     pytest.fail(f"no {pattern.pattern!r} within {timeout}s in:\n{seen[-3000:]}")
 
 
+@pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 def test_top_shows_a_live_panel_with_nonzero_rates_in_a_terminal(tmp_path):
     run = subprocess.Popen(train_command(tmp_path, "--local", "--actors", "1",
                                          "--total-env-steps", "10000000"),
@@ -86,7 +88,7 @@ def test_top_shows_a_live_panel_with_nonzero_rates_in_a_terminal(tmp_path):
     master, slave = pty.openpty()
     try:
         wait_until(lambda: any((tmp_path / "runs").glob("*/prometheus_targets.json")),
-                   timeout=120, what="the run's targets file")
+                   timeout=START, what="the run's targets file", interval=0.1)
         run_dir = next((tmp_path / "runs").glob("*/prometheus_targets.json")).parent
         top = subprocess.Popen(
             [sys.executable, "-m", "shoal.launcher.cli", "top", str(run_dir),
@@ -98,11 +100,11 @@ def test_top_shows_a_live_panel_with_nonzero_rates_in_a_terminal(tmp_path):
         # a whole panel has been drawn once the verdict, its last line, is on the screen
         screen = read_until(master, re.compile(r"updates/s\s+│?\s*[1-9][\d,]*[\s\S]*"
                                                r"((collection is|training is) the bottleneck"
-                                               r"|balanced)"), timeout=90)
+                                               r"|balanced)"), timeout=START)
         assert "shoal top" in screen and run_dir.name in screen
         assert re.search(r"actor-0\s+│?\s*env steps/s\s+│?\s*[1-9][\d,]*", screen), screen
         top.send_signal(signal.SIGINT)
-        assert top.wait(timeout=30) == 0
+        assert top.wait(timeout=STOP) == 0
     finally:
         if slave >= 0:
             os.close(slave)
@@ -110,4 +112,4 @@ def test_top_shows_a_live_panel_with_nonzero_rates_in_a_terminal(tmp_path):
         for process in (top, run):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
+                process.wait(timeout=STOP)

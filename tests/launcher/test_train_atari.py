@@ -7,10 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+
+from .live import LIVE_TEST_TIMEOUT, RUN_TO_BUDGET
 
 # ~30 small updates (1 epoch of 2 minibatches of 32 steps) keep the run near 30 s here
 SMALL = {"rollout_length": 32, "update_epochs": 1, "num_minibatches": 2}
+
+# Synchronous PPO: the actor waits for the weights of each update before its next rollout,
+# so the step budget holds updates whatever the machine's speed; the deadline bounds a hang.
+pytestmark = pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 
 
 def test_ppo_trains_on_atari_frames_end_to_end(tmp_path):
@@ -21,7 +28,7 @@ def test_ppo_trains_on_atari_frames_end_to_end(tmp_path):
          "--env", "ALE/Pong-v5", "--local", "--actors", "1", "--envs-per-actor", "2",
          "--total-env-steps", "2000", "--config", str(config),
          "--run-dir", str(tmp_path / "runs"), "--json"],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=RUN_TO_BUDGET)
     assert result.returncode == 1, result.stderr[-2000:]  # no target: the budget ends it
     assert "Traceback" not in result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])

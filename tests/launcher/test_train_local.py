@@ -4,9 +4,20 @@ gRPC over loopback), and resuming it."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+from shoal.launcher.fleet import FleetPoll
+from shoal.launcher.run_dir import EventLog
+from shoal.launcher.training import TrainSettings, Watch
+
+from .live import CONDITION, LIVE_TEST_TIMEOUT, RUN_TO_BUDGET, START, STOP, LiveTrain
+
+# A fixture's run is timed with the first test that asks for it: the runs of this module
+# take minutes on a loaded 2-core machine. Each wait inside is bounded by its own deadline.
+pytestmark = pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 
 # small batches, few updates: learns quickly in one process, where threads share the GIL
 FAST = {"batch_size": 64, "samples_per_insert": 8, "learning_starts": 500,
@@ -23,8 +34,16 @@ def train_command(tmp_path, *extra: str) -> list[str]:
 
 
 def train(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    """A run to its step budget: for what counts steps, never for what takes time."""
     return subprocess.run(train_command(tmp_path, "--local", "--actors", "1", *extra),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=RUN_TO_BUDGET)
+
+
+def live(tmp_path, *extra: str):
+    """A run with no step budget to end it, for the test to stop once it saw what it
+    checks (``LiveTrain``)."""
+    return LiveTrain(tmp_path, train_command(tmp_path, "--local", "--actors", "1",
+                                             "--total-env-steps", "1000000000", *extra))
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +66,6 @@ def test_dqn_learns_cartpole_beyond_random(trained):
 
 def test_run_directory_holds_config_events_and_checkpoint(trained):
     _, _, summary = trained
-    from pathlib import Path
-
     run_dir = Path(summary["run_dir"])
     config = json.loads((run_dir / "config.json").read_text())
     assert config["algorithm_config"]["samples_per_insert"] == 8
@@ -63,13 +80,11 @@ def test_run_directory_holds_config_events_and_checkpoint(trained):
 
 
 def test_plot_draws_learning_and_throughput_curves_of_a_real_run(trained, tmp_path):
-    from pathlib import Path
-
     _, _, summary = trained
     result = subprocess.run(
         [sys.executable, "-m", "shoal.launcher.cli", "plot", summary["run_dir"],
          summary["run_dir"], "--out", str(tmp_path / "plots")],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=STOP)
     assert result.returncode == 0, result.stderr
     pictures = [Path(line) for line in result.stdout.split()]
     assert [p.name for p in pictures] == ["learning_curves.png", "throughput.png"]
@@ -80,47 +95,68 @@ def test_plot_draws_learning_and_throughput_curves_of_a_real_run(trained, tmp_pa
 
 def test_resume_continues_counters_and_weights(trained):
     tmp_path, _, summary = trained
-    from pathlib import Path
-
     run_dir = Path(summary["run_dir"])
     before = torch.load(run_dir / "learner" / "learner.pt", weights_only=False)
-    result = train(tmp_path, "--resume", str(run_dir),
-                   "--total-env-steps", str(summary["env_steps"] + 2000))
-    resumed = json.loads(result.stdout.strip().splitlines()[-1])
+    with live(tmp_path, "--resume", str(run_dir)) as run:
+        def resumed_life() -> list[dict]:
+            """The events since the resumed run's start (the log is the first run's too)."""
+            events = run.events()
+            starts = [i for i, event in enumerate(events) if event["event"] == "start"]
+            return events[starts[-1]:] if len(starts) > 1 else []
+
+        def trained_on_new_steps() -> bool:
+            return any(event["event"] == "throughput"
+                       and event["updates"] > before["learner"]["updates"]
+                       and event["env_steps"] > summary["env_steps"]
+                       for event in resumed_life())
+
+        run.wait_for(trained_on_new_steps, CONDITION, "the resumed run to step and train")
+        resumed = run.stop()
+        life = resumed_life()
     after = torch.load(run_dir / "learner" / "learner.pt", weights_only=False)
     assert resumed["run_dir"] == summary["run_dir"]
-    assert summary["env_steps"] < resumed["env_steps"] < summary["env_steps"] + 4000
+    assert resumed["env_steps"] > summary["env_steps"]
     assert after["learner"]["updates"] > before["learner"]["updates"]
     assert after["counters"]["published_version"] > before["counters"]["published_version"]
-    # the run's counters came back from the checkpoint
-    start = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()
-             if '"start"' in line][-1]
-    assert start["resumed"]["env_steps"] == summary["env_steps"]
+    assert after["counters"]["env_steps"] == resumed["env_steps"]
+    # the run's counters came back from the checkpoint, and its steps count on from them
+    assert life[0]["resumed"]["env_steps"] == summary["env_steps"]
+    assert all(event["env_steps"] >= summary["env_steps"] for event in life
+               if event["event"] == "throughput")
+
+
+def test_a_resumed_runs_step_budget_counts_the_steps_before_it(tmp_path):
+    """--total-env-steps is the run's total: resumed at 14,000 steps with 16,000, the run
+    takes 2,000 more. The watch loop over fake components, which step on each poll."""
+    class Fleet:
+        env_steps = 0
+
+        def poll(self) -> FleetPoll:
+            self.env_steps += 100
+            return FleetPoll(self.env_steps)
+
+        def __len__(self) -> int:
+            return 1
+
+    def call(handle: str, method: str, *args):
+        assert (handle, method) == ("learner", "poll")
+        return {"error": None, "started": 1.0, "updates": 7}
+
+    fleet = Fleet()
+    settings = TrainSettings("dqn", "CartPole-v1", total_env_steps=16_000)
+    with EventLog(tmp_path / "events.jsonl") as events:
+        watch = Watch(settings, events, call, "replay", "learner", fleet,
+                      env_steps_before=14_000)
+        progress = watch.run(report_every=10**9, interval=0)
+    assert fleet.env_steps == 2_000 and progress.env_steps == 16_000
 
 
 def test_sigterm_stops_the_run_cleanly_with_checkpoint_and_summary(tmp_path):
-    import os
-    import signal
-    from pathlib import Path
-
-    from ..conftest import wait_until
-
-    runs = tmp_path / "runs"
-    process = subprocess.Popen(
-        train_command(tmp_path, "--local", "--actors", "1", "--total-env-steps", "10000000"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: any('"throughput"' in p.read_text()
-                               for p in runs.glob("*/events.jsonl")),
-                   timeout=120, what="the run to be under way")
-        os.kill(process.pid, signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, stderr[-2000:]
+    with live(tmp_path) as run:
+        run.wait_for(lambda: run.latest("throughput"), START, "the run to be under way")
+        summary = run.stop()
+        stderr = run.stderr
     assert "Traceback" not in stderr
-    summary = json.loads(stdout.strip().splitlines()[-1])
     run_dir = Path(summary["run_dir"])
     last = json.loads((run_dir / "events.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "summary" and last["interrupted"] is True
@@ -130,20 +166,19 @@ def test_sigterm_stops_the_run_cleanly_with_checkpoint_and_summary(tmp_path):
 
 def test_dqn_trains_on_atari_frames_end_to_end(tmp_path):
     """Pong through the whole loop: preprocessed uint8 frames, lz4 on the wire and in the
-    table, the Nature CNN on the learner. Learning Pong is far beyond a test's budget."""
-    from pathlib import Path
-
+    table, the Nature CNN on the learner. Learning Pong is far beyond a test's budget: the
+    run is stopped once it has trained and played a whole game."""
     config = tmp_path / "atari.yaml"
     config.write_text(json.dumps({"batch_size": 32, "buffer_size": 5000,
                                   "learning_starts": 500, "samples_per_insert": 4}))
-    result = subprocess.run(
-        [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
-         "--env", "ALE/Pong-v5", "--local", "--actors", "1", "--envs-per-actor", "2",
-         "--total-env-steps", "2400", "--config", str(config),
-         "--run-dir", str(tmp_path / "runs"), "--json"],
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1, result.stderr[-2000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    command = [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
+               "--env", "ALE/Pong-v5", "--local", "--actors", "1", "--envs-per-actor", "2",
+               "--total-env-steps", "1000000000", "--config", str(config),
+               "--run-dir", str(tmp_path / "runs"), "--json"]
+    with LiveTrain(tmp_path, command) as run:
+        run.wait_for(lambda: run.latest("throughput").get("updates", 0) > 0
+                     and run.latest("episode"), START, "an update and a whole game of Pong")
+        summary = run.stop()
     assert summary["updates"] > 0
     run_dir = Path(summary["run_dir"])
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
@@ -156,12 +191,10 @@ def test_dqn_trains_on_atari_frames_end_to_end(tmp_path):
 
 
 def test_a_run_with_tls_trains_over_encrypted_channels(tmp_path):
-    result = train(tmp_path, "--total-env-steps", "3000", "--tls")
-    assert result.returncode == 1, result.stderr[-3000:]  # the budget ended it
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["env_steps"] >= 3000 and summary["updates"] > 0
-    from pathlib import Path
-
+    with live(tmp_path, "--tls") as run:
+        run.wait_training()  # the learner sampled what the actor wrote, both over TLS
+        summary = run.stop()
+    assert summary["env_steps"] > 0 and summary["updates"] > 0
     run_dir = Path(summary["run_dir"])
     assert (run_dir / "tls" / "tls.crt").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
     assert json.loads((run_dir / "config.json").read_text())["tls"] is True

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from .live import LIVE_TEST_TIMEOUT, RUN_TO_BUDGET, STOP
+
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
+
+# A run to its step budget: the budget is what the test measures (learning per env step,
+# which the rate limiter or the synchronous actors hold whatever the machine's speed), and
+# the deadlines below bound a hang on a loaded machine.
+pytestmark = pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 
 
 @pytest.mark.parametrize(("algo", "envs", "steps", "rollout", "threshold"), [
@@ -22,14 +29,14 @@ def test_learns_cartpole_beyond_random_and_evaluates(tmp_path, algo, envs, steps
         [*SHOAL, "train", "--algo", algo, "--env", "CartPole-v1", "--local", "--actors", "1",
          "--envs-per-actor", str(envs), "--total-env-steps", str(steps), "--seed", "0",
          "--run-dir", str(tmp_path / "runs"), "--json"],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=RUN_TO_BUDGET)
     assert result.returncode == 1, result.stderr[-3000:]  # no target: the budget ends it
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["mean_return"] >= threshold, summary  # random play averages ~22
     # synchronous: one rollout of T steps x E envs per update, nothing trained twice
     assert abs(summary["updates"] - summary["env_steps"] / (rollout * envs)) <= 2, summary
     evaluation = subprocess.run([*SHOAL, "eval", summary["run_dir"], "--episodes", "3",
-                                 "--json"], capture_output=True, text=True, timeout=120)
+                                 "--json"], capture_output=True, text=True, timeout=STOP)
     assert evaluation.returncode == 0, evaluation.stderr
     assert json.loads(evaluation.stdout.strip().splitlines()[-1])["mean_return"] > 30
 
@@ -41,7 +48,7 @@ def test_asynchronous_a2c_learns_and_reports_its_policy_lag(tmp_path):
         [*SHOAL, "train", "--algo", "a2c", "--env", "CartPole-v1", "--local", "--actors", "1",
          "--envs-per-actor", "16", "--total-env-steps", "40000", "--max-policy-lag", "1",
          "--seed", "0", "--run-dir", str(tmp_path / "runs"), "--json"],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=RUN_TO_BUDGET)
     assert result.returncode == 1, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["mean_return"] >= 80, summary  # measured 321 and 469 (seed 0)

@@ -6,79 +6,66 @@ import json
 import os
 import re
 import signal
-import subprocess
 
 import pytest
 
-from ..conftest import wait_until
+from .live import CONDITION, LIVE_TEST_TIMEOUT, LiveTrain, ray_workers, run_metric
 from .test_cli import shoal
 from .test_train_local import train_command
 
-
-def actor_pids() -> list[int]:
-    """Processes of Ray actors running an ActorComponent (Ray names its workers so)."""
-    found = subprocess.run(["pgrep", "-f", "ray::ActorComponent"], capture_output=True,
-                           text=True)
-    return [int(pid) for pid in found.stdout.split()]
+SCALE = 240  # `shoal scale`: its start, and the run's up to 130 s to apply the request
 
 
-def events_of(runs) -> list[dict]:
-    return [json.loads(line) for line in next(runs.glob("*/events.jsonl")).read_text().splitlines()]
-
-
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 def test_train_on_local_ray_survives_a_killed_actor_and_scales(tmp_path):
-    runs = tmp_path / "runs"
-    process = subprocess.Popen(
-        train_command(tmp_path, "--actors", "2", "--max-actors", "3",
-                      "--total-env-steps", "10000000"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def running() -> bool:
-            logs = list(runs.glob("*/events.jsonl"))
-            return bool(logs) and '"throughput"' in logs[0].read_text()
+    command = train_command(tmp_path, "--actors", "2", "--max-actors", "3",
+                            "--total-env-steps", "1000000000")
+    with LiveTrain(tmp_path, command) as run:
+        def actor_pids() -> list[int]:
+            """This run's actor processes (not those of another run on the machine)."""
+            return ray_workers(run.process.pid, "ActorComponent")
 
-        wait_until(running, timeout=180, what="the run to report throughput")
-        run_dir = next(runs.glob("dqn-*"))
-        wait_until(lambda: len(actor_pids()) == 2, timeout=60, what="two actor processes")
+        def sending(instance: str) -> bool:
+            return run_metric(run_dir, instance, "shoal_actor_items_sent_total") > 0
+
+        run.wait_training()
+        run_dir = run.run_dir()
+        run.wait_for(lambda: len(actor_pids()) == 2, CONDITION, "two actor processes")
         targets = run_dir / "prometheus_targets.json"
         before = json.loads(targets.read_text())
         os.kill(actor_pids()[0], signal.SIGKILL)
-        wait_until(lambda: any(e["event"] == "actor_restarted" for e in events_of(runs)),
-                   timeout=120, what="Ray to restart the killed actor")
+        run.wait_for(lambda: run.latest("actor_restarted"), CONDITION,
+                     "Ray to restart the killed actor")
         # the restarted actor's new /metrics port
-        wait_until(lambda: json.loads(targets.read_text()) != before, timeout=30,
-                   what="the targets to follow the new life")
+        run.wait_for(lambda: json.loads(targets.read_text()) != before, CONDITION,
+                     "the targets to follow the new life")
         assert len(json.loads(targets.read_text())) == len(before) == 5  # with the launcher
 
-        grown = shoal("scale", str(run_dir), "--actors", "3")
+        grown = shoal("scale", str(run_dir), "--actors", "3", timeout=SCALE)
         assert grown.returncode == 0, grown.stderr
         assert grown.stdout.startswith("actors 2 -> 3 at ")
-        wait_until(lambda: len(actor_pids()) == 3, timeout=60, what="a third actor process")
+        run.wait_for(lambda: len(actor_pids()) == 3, CONDITION, "a third actor process")
         assert len(json.loads(targets.read_text())) == 6
 
-        shrunk = shoal("scale", str(run_dir), "--actors", "1")
+        # The two to be removed (the highest indices) have items to hand over.
+        run.wait_for(lambda: sending("actor-1") and sending("actor-2"), CONDITION,
+                     "actor-1 and actor-2 to send items")
+        shrunk = shoal("scale", str(run_dir), "--actors", "1", timeout=SCALE)
         assert shrunk.returncode == 0, shrunk.stderr
         counts = re.search(r"handed ([\d,]+) items to their writers, ([\d,]+) stored",
                            shrunk.stdout)
         assert counts is not None, shrunk.stdout
         sent, stored = counts.groups()
         assert sent == stored and int(sent.replace(",", "")) > 0
-        wait_until(lambda: len(actor_pids()) == 1, timeout=60, what="two actors to leave")
+        run.wait_for(lambda: len(actor_pids()) == 1, CONDITION, "two actors to leave")
         assert sorted(t["labels"]["shoal_instance"] for t in json.loads(targets.read_text())) == [
             "actor-0", "launcher", "learner", "replay"]
-        too_many = shoal("scale", str(run_dir), "--actors", "4")
+        too_many = shoal("scale", str(run_dir), "--actors", "4", timeout=SCALE)
         assert too_many.returncode == 2 and "actors: expected 1..3, got 4" in too_many.stderr
 
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, stderr[-3000:]
-    summary = json.loads(stdout.strip().splitlines()[-1])
+        summary = run.stop()
+        events = run.events()
     assert summary["updates"] > 0
-    events = events_of(runs)
     assert events[0]["launch"] == "ray"
     scales = [(e["previous"], e["actors"]) for e in events if e["event"] == "scale"]
     assert scales == [(2, 3), (3, 1)]

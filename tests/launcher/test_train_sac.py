@@ -6,7 +6,16 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from .live import LIVE_TEST_TIMEOUT, RUN_TO_BUDGET, STOP
+
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
+
+# A run to its step budget: the budget is what the test measures (learning per env step,
+# which the rate limiter or the synchronous actors hold whatever the machine's speed), and
+# the deadlines below bound a hang on a loaded machine.
+pytestmark = pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 
 
 def test_sac_learns_pendulum_beyond_random_and_evaluates(tmp_path):
@@ -14,12 +23,12 @@ def test_sac_learns_pendulum_beyond_random_and_evaluates(tmp_path):
         [*SHOAL, "train", "--algo", "sac", "--env", "Pendulum-v1", "--local", "--actors", "1",
          "--envs-per-actor", "1", "--total-env-steps", "8000", "--return-window", "10",
          "--seed", "0", "--run-dir", str(tmp_path / "runs"), "--json"],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=RUN_TO_BUDGET)
     assert result.returncode == 1, result.stderr[-3000:]  # no target: the budget ends it
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     # measured -490 (seed 0), greedy eval -166; random play is about -1,200
     assert summary["mean_return"] >= -800, summary
     evaluation = subprocess.run([*SHOAL, "eval", summary["run_dir"], "--episodes", "3",
-                                 "--json"], capture_output=True, text=True, timeout=120)
+                                 "--json"], capture_output=True, text=True, timeout=STOP)
     assert evaluation.returncode == 0, evaluation.stderr
     assert json.loads(evaluation.stdout.strip().splitlines()[-1])["mean_return"] > -800

@@ -57,7 +57,9 @@ def refusal(stub, request) -> grpc.RpcError:
 
 def _peak_rss_kb(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert match is not None
+    return int(match.group(1))
 
 
 def _reset_peak_rss(pid: int) -> None:

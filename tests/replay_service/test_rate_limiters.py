@@ -38,7 +38,7 @@ class Call(threading.Thread):
             self.error = error
 
     def finish(self):
-        self.join(timeout=10)
+        self.join(timeout=30)
         assert not self.is_alive(), "the blocked call was never released"
         return self
 
