@@ -1,9 +1,14 @@
-"""The ``shoal`` command as a user runs it: real subprocesses, exit codes, stderr lines."""
+"""The ``shoal`` command as a user runs it: exit codes and stderr lines. The tables of bad
+arguments run ``main`` in this process (a subprocess spends seconds importing torch for
+each); one case of each table also runs as a real subprocess, so the process's own exit
+code and stderr stay under test."""
 
 import subprocess
 import sys
 
 import pytest
+
+from .test_cli_hardening import run_in_process
 
 
 def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -11,7 +16,15 @@ def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize(("args", "message"), [
+def assert_one_error_line(code: int, stderr: str, message: str) -> None:
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("shoal: error: ") and message in lines[0], stderr
+    assert "Traceback" not in stderr
+
+
+BAD_ARGUMENTS = [
     (["replay-server"], "the following arguments are required: --config"),
     (["replay-server", "--config", "x.yaml", "--port", "70000", "--token-file", "t"],
      "--port: expected 0..65535, got 70000"),
@@ -40,15 +53,24 @@ def shoal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     (["top", "{tmp}"], "RUN_DIR: no prometheus_targets.json in"),
     (["scale", "{tmp}", "--actors", "3"], "RUN_DIR: no control.json in"),
     (["scale", "{tmp}", "--actors", "0"], "--actors: expected a positive count, got 0"),
-])
-def test_bad_arguments_print_one_line_and_exit_2(tmp_path, monkeypatch, args, message):
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_ARGUMENTS)
+def test_bad_arguments_print_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args,
+                                                 message):
+    monkeypatch.delenv("SHOAL_TOKEN", raising=False)
+    code, _, err = run_in_process(capsys, *(arg.replace("{tmp}", str(tmp_path))
+                                            for arg in args))
+    assert_one_error_line(code, err, message)
+
+
+@pytest.mark.parametrize(("args", "message"), [BAD_ARGUMENTS[1], BAD_ARGUMENTS[6]])
+def test_a_shoal_process_given_bad_arguments_prints_one_line_and_exits_2(
+        tmp_path, monkeypatch, args, message):
     monkeypatch.delenv("SHOAL_TOKEN", raising=False)
     result = shoal(*(arg.replace("{tmp}", str(tmp_path)) for arg in args))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("shoal: error: ") and message in lines[0]
-    assert "Traceback" not in result.stderr
+    assert_one_error_line(result.returncode, result.stderr, message)
 
 
 def test_replay_demo_runs_a_server_process_end_to_end():
@@ -60,7 +82,7 @@ def test_replay_demo_runs_a_server_process_end_to_end():
     assert "server stopped with SIGTERM (exit 0)" in result.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
+BAD_TRAIN_ARGUMENTS = [
     (["--algo", "ppo9", "--env", "CartPole-v1"],
      "--algo: expected one of ['a2c', 'dqn', 'ppo', 'sac']"),
     (["--algo", "dqn", "--env", "NoSuchEnv-v0"], "--env: "),
@@ -97,9 +119,17 @@ def test_replay_demo_runs_a_server_process_end_to_end():
      "--tls-cert/--tls-key: give both, or neither"),
     (["--algo", "ppo", "--env", "CartPole-v1", "--autoscale", "1:4"],
      "--autoscale: actors: ppo trains on one rollout from each actor per update"),
-])
-def test_bad_train_arguments_exit_2_with_one_line(args, message):
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_TRAIN_ARGUMENTS)
+def test_bad_train_arguments_exit_2_with_one_line(capsys, args, message):
+    code, _, err = run_in_process(capsys, "train", "--local", *args)
+    assert_one_error_line(code, err, message)
+
+
+@pytest.mark.parametrize(("args", "message"), [BAD_TRAIN_ARGUMENTS[3],
+                                               BAD_TRAIN_ARGUMENTS[9]])
+def test_a_shoal_train_process_given_bad_arguments_exits_2_with_one_line(args, message):
     result = shoal("train", "--local", *args)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert_one_error_line(result.returncode, result.stderr, message)

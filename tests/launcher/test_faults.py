@@ -23,6 +23,11 @@ def test_run_survives_killed_replay_service_and_learner(tmp_path):
                             "--replay-checkpoint-every", "1", "--checkpoint-every", "200")
     with LiveTrain(tmp_path, command) as run:
         latest = run.latest
+
+        def since(event: dict) -> list[dict]:
+            """The throughput events written after ``event``."""
+            return [e for e in run.events("throughput") if e["time"] > event["time"]]
+
         run.wait_for(lambda: latest("throughput") and latest("placement"), START,
                      "the run to report throughput")
         run_dir = run.run_dir()
@@ -40,7 +45,10 @@ def test_run_survives_killed_replay_service_and_learner(tmp_path):
         assert restarted["pid"] != pids["replay"]
         assert restarted["restored_from"] is not None and restarted["size"] > 0
         assert restarted["inserted_items"] <= inserted_before + 100_000
-        run.wait_for(lambda: latest("throughput")["replay_inserted"]
+        # Throughput events written after the restart: an earlier one reports the life
+        # that was killed, whose count may already be past the mark.
+        run.wait_for(lambda: since(restarted)
+                     and since(restarted)[-1]["replay_inserted"]
                      > restarted["inserted_items"] + 2000, CONDITION,
                      "actors to write to the restarted service")
 
@@ -55,7 +63,8 @@ def test_run_survives_killed_replay_service_and_learner(tmp_path):
         # updates it had when the test read them, plus what it did in the instant after.
         assert 0 < resumed["resumed_updates"] <= updates_before + 200
         assert resumed["resumed_updates"] % 200 == 0
-        run.wait_for(lambda: latest("throughput")["updates"] > resumed["resumed_updates"] + 100,
+        run.wait_for(lambda: since(resumed)
+                     and since(resumed)[-1]["updates"] > resumed["resumed_updates"] + 100,
                      CONDITION, "the restarted learner to train")
         steps_after_restarts = latest("throughput")["env_steps"]
 

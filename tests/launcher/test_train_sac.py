@@ -12,22 +12,25 @@ from .live import LIVE_TEST_TIMEOUT, RUN_TO_BUDGET, STOP
 
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
 
-# A run to its step budget: the budget is what the test measures (learning per env step,
-# which the rate limiter or the synchronous actors hold whatever the machine's speed), and
-# the deadlines below bound a hang on a loaded machine.
+# A run to its target or its step budget: learning per env step is what the test measures
+# (the rate limiter holds it whatever the machine's speed), and the deadlines below bound
+# a hang on a loaded machine.
 pytestmark = pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 
 
 def test_sac_learns_pendulum_beyond_random_and_evaluates(tmp_path):
+    # The run ends when its last 5 episodes average -700 (random play is about -1,200):
+    # measured at 4,015 env steps (seed 0), greedy eval -263. The 8,000-step budget is
+    # the failure: a SAC that does not learn ends there with exit 1.
     result = subprocess.run(
         [*SHOAL, "train", "--algo", "sac", "--env", "Pendulum-v1", "--local", "--actors", "1",
-         "--envs-per-actor", "1", "--total-env-steps", "8000", "--return-window", "10",
-         "--seed", "0", "--run-dir", str(tmp_path / "runs"), "--json"],
+         "--envs-per-actor", "1", "--total-env-steps", "8000", "--return-window", "5",
+         "--target-return", "-700", "--seed", "0", "--run-dir", str(tmp_path / "runs"),
+         "--json"],
         capture_output=True, text=True, timeout=RUN_TO_BUDGET)
-    assert result.returncode == 1, result.stderr[-3000:]  # no target: the budget ends it
+    assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    # measured -490 (seed 0), greedy eval -166; random play is about -1,200
-    assert summary["mean_return"] >= -800, summary
+    assert summary["reached"] and summary["mean_return"] >= -700, summary
     evaluation = subprocess.run([*SHOAL, "eval", summary["run_dir"], "--episodes", "3",
                                  "--json"], capture_output=True, text=True, timeout=STOP)
     assert evaluation.returncode == 0, evaluation.stderr
