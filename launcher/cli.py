@@ -203,7 +203,7 @@ def _train(args: argparse.Namespace) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert/--tls-key: give both, or neither")
     given_tls = _given_tls(args)
-    launch = _launch(args, max_actors)  # the last check: after it, the run is created
+    launch = _launch(args, max_actors, actors)  # the last check: after it, the run is created
     run_dir = args.resume or _new_run_dir(args)
     tls = given_tls or _generated_tls(args, run_dir)
     settings = TrainSettings(
@@ -244,46 +244,6 @@ def _generated_tls(args: argparse.Namespace, run_dir: Path) -> Any:
     return Tls.generate(run_dir / "tls") if args.tls else None
 
 
-PROBE_SECONDS = 3.0
-"""How long each step of ``check_ray_address`` waits: the TCP connect, then the GCS call."""
-
-
-def check_ray_address(address: str, timeout: float = PROBE_SECONDS) -> None:
-    """Refuses, in about ``2 * timeout``, a HOST:PORT that is not a Ray cluster's GCS:
-    ray.init retries such an address for minutes, deaf to SIGTERM meanwhile. Asks the GCS
-    its cluster id, on a channel made as Ray makes its own (its TLS and token settings).
-    Other forms (``auto``, ``ray://``) go to ray.init as they are."""
-    import socket
-
-    host, _, port = address.rpartition(":")
-    if "://" in address or not host or not port.isdigit():
-        return
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError:
-        raise UsageError(f"nothing answers at {address}") from None
-    import grpc
-    from ray._private.grpc_utils import init_grpc_channel
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
-
-    channel = init_grpc_channel(address)
-    try:
-        gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-            gcs_service_pb2.GetClusterIdRequest(),  # type: ignore[attr-defined] # protobuf-made
-            timeout=timeout)
-    except grpc.RpcError as error:
-        code = error.code()
-        if code == grpc.StatusCode.UNAUTHENTICATED:
-            raise UsageError(
-                f"{address} refuses this process's Ray token ({error.details()}); a cluster "
-                f"with token authentication wants RAY_AUTH_MODE=token and its token "
-                f"(RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
-        raise UsageError(f"{address} answers, but not as a Ray cluster's GCS "
-                         f"({code.name} to GetClusterId)") from None
-    finally:
-        channel.close()
-
-
 def _ray_address(args: argparse.Namespace) -> tuple[str, str] | None:
     """The cluster ``shoal train`` joins and the option that named it; None: a Ray of its
     own (or --local)."""
@@ -301,23 +261,27 @@ def _check_ray_address(args: argparse.Namespace) -> None:
     joining = _ray_address(args)
     if joining is not None:
         name, address = joining
+        from shoal.launcher.ray_cluster import ClusterRefused, probe
+
         try:
-            check_ray_address(address)
-        except UsageError as error:
+            probe(address)
+        except ClusterRefused as error:
             raise UsageError(f"{name}: {error}") from None
 
 
-def _launch(args: argparse.Namespace, max_actors: int) -> Any:
+def _launch(args: argparse.Namespace, max_actors: int, actors: int) -> Any:
     """How the run's components start: threads here (``--local``), or Ray actors, on a
     cluster joined now, before the run directory exists: an address that is not a Ray
-    cluster's is a usage error, said in seconds, and leaves nothing behind."""
-    from shoal.launcher.training import ClusterUnreachable, LocalLaunch, RayLaunch
+    cluster's, or a cluster too small for ``actors`` and the services, is a usage error,
+    said in seconds, and leaves nothing behind."""
+    from shoal.launcher.ray_cluster import ClusterRefused
+    from shoal.launcher.training import LocalLaunch, RayLaunch
 
     if args.local:
         return LocalLaunch()
     try:
-        return RayLaunch(args.address, max_actors)
-    except ClusterUnreachable as error:
+        return RayLaunch(args.address, max_actors, actors)
+    except ClusterRefused as error:
         name, _ = _ray_address(args) or ("--address", "")
         raise UsageError(f"{name}: {error}") from None
 
@@ -345,8 +309,11 @@ def _scale(args: argparse.Namespace) -> int:
     removed = ("" if response.actors >= response.previous else
                f"; removed actors handed {response.removed_items_sent:,} items to their "
                f"writers, {response.removed_items_stored:,} stored")
-    print(f"actors {response.previous} -> {response.actors} at {status.env_steps:,} env "
-          f"steps, {status.updates:,} updates{removed}")
+    pending = ("" if not response.pending_actors else
+               f" ({response.pending_actors} pending: not started by Ray yet, starting "
+               f"or waiting for a free CPU; each trains once Ray places it)")
+    print(f"actors {response.previous} -> {response.actors}{pending} at "
+          f"{status.env_steps:,} env steps, {status.updates:,} updates{removed}")
     return 0
 
 

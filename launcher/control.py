@@ -77,7 +77,8 @@ class _Servicer(control_pb2_grpc.RunControlServicer):
         return control_pb2.ScaleResponse(
             previous=result.previous, actors=result.actors,
             removed_items_sent=result.removed_items_sent,
-            removed_items_stored=result.removed_items_stored)
+            removed_items_stored=result.removed_items_stored,
+            pending_actors=result.pending_actors)
 
     def Status(self, request: control_pb2.StatusRequest,
                context: grpc.ServicerContext) -> control_pb2.StatusResponse:

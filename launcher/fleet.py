@@ -2,9 +2,14 @@
 counting what every one of them did, across Ray restarts and removals.
 
 The fleet works on local components and Ray actor handles alike, through the run's
-``launch`` (``start``, ``call``, ``kill``). Indices are reused: a new actor takes the lowest
-free index and is told the new count, which is what sets its exploration (DQN's Ape-X
-epsilon is per index of N); removal takes the highest indices first.
+``launch`` (``start``, ``call``, ``call_all``, ``kill``, ``when_ready``/``is_ready``). Indices are
+reused: a new actor takes the lowest free index and is told the new count, which is what
+sets its exploration (DQN's Ape-X epsilon is per index of N); removal takes the highest
+indices first.
+
+An actor added while the run goes is *pending* until Ray has placed and started it: on a
+cluster without a free CPU it may wait for one indefinitely, so the fleet never waits on
+it (the run's loop and its control endpoint go on); it joins the polls once it is ready.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class ScaleResult:
     actors: int
     removed_items_sent: int = 0    # by the actors removed: handed to their writers
     removed_items_stored: int = 0  # and acknowledged as stored by the replay service
+    pending_actors: int = 0        # of ``actors``: not started by Ray yet
 
 
 @dataclass
@@ -51,7 +57,8 @@ class ActorFleet:
         self._on_metrics_change = on_metrics_change
         self.max_actors = max_actors
         self._refuse_scaling = refuse_scaling  # why this run's count is fixed, if it is
-        self.handles: dict[int, Any] = {}
+        self.handles: dict[int, Any] = {}  # every actor asked for, pending ones included
+        self._pending: dict[int, Any] = {}  # index -> what launch.is_ready is asked about
         # An actor restarted by Ray counts from 0 again: keep what its earlier lives did.
         self._lives: dict[int, tuple[float, int]] = {}  # index -> (life started, its steps)
         self._finished_steps = 0  # earlier lives and removed actors
@@ -61,8 +68,16 @@ class ActorFleet:
     def __len__(self) -> int:
         return len(self.handles)
 
+    @property
+    def pending(self) -> int:
+        """Actors asked for that Ray has not started yet (no free CPU for them, say)."""
+        return len(self._pending)
+
     def start(self, count: int) -> None:
+        """The run's first actors, waited for: the run was checked to fit as it starts."""
         self._add(count)
+        for index in list(self._pending):
+            self._ready(index)
         self._on_metrics_change()
 
     def scale_to(self, count: int) -> ScaleResult:
@@ -75,13 +90,14 @@ class ActorFleet:
         result = ScaleResult(previous=len(self.handles), actors=count)
         if count > len(self.handles):
             self._add(count)
-        while len(self.handles) > count:
-            index = max(self.handles)
-            final = self._remove(index)
+            self._promote_ready()
+        for final in self._remove(sorted(self.handles, reverse=True)[:len(self.handles) - count]):
             result.removed_items_sent += final["items_sent"]
             result.removed_items_stored += final["items_stored"]
         self._on_metrics_change()
+        result.pending_actors = self.pending
         self._events.write("scale", previous=result.previous, actors=count,
+                           pending_actors=result.pending_actors,
                            removed_items_sent=result.removed_items_sent,
                            removed_items_stored=result.removed_items_stored)
         return result
@@ -90,7 +106,9 @@ class ActorFleet:
         """Every actor's news; raises if one failed (Ray restarts crashed processes; an
         error here is the actor's own loop failing, which a restart would repeat)."""
         episodes, self._departed_episodes = self._departed_episodes, []
-        for index, handle in sorted(self.handles.items()):
+        if self._promote_ready():
+            self._on_metrics_change()
+        for index, handle in sorted(self.running().items()):
             poll = self._launch.call(handle, "poll")
             if poll["error"]:
                 raise RuntimeError(f"actor {index} failed: {poll['error']}")
@@ -107,10 +125,13 @@ class ActorFleet:
         return FleetPoll(steps, episodes, self._first_step_time)
 
     def stop_collecting(self) -> None:
-        for handle in self.handles.values():
+        for handle in self.running().values():
             self._launch.call(handle, "request_stop")
 
     def stop(self) -> None:
+        for index in list(self._pending):  # nothing sent yet: nothing to flush
+            self._launch.kill(self.handles.pop(index))
+            del self._pending[index]
         for handle in self.handles.values():
             self._launch.call(handle, "stop")
 
@@ -118,23 +139,51 @@ class ActorFleet:
 
     def _add(self, count: int) -> None:
         # Indices stay 0..n-1: removal takes the highest, so the free ones are n..count-1.
-        new = range(len(self.handles), count)
-        for index in new:  # Ray starts them all at once; the addresses wait for each
+        for index in range(len(self.handles), count):  # Ray starts them all at once
             self.handles[index] = self._start_actor(index, count)
-        for index in new:
-            self._metrics[f"actor-{index}"] = self._launch.call(self.handles[index],
-                                                                "metrics_address")
+            self._pending[index] = self._launch.when_ready(self.handles[index])
 
-    def _remove(self, index: int) -> dict[str, Any]:
-        handle = self.handles.pop(index)
-        self._launch.call(handle, "stop")
-        final = self._launch.call(handle, "poll")
-        self._launch.kill(handle)
-        self._record_life(index, final)
-        self._finished_steps += self._lives.pop(index)[1]
-        self._departed_episodes += [Episode(**episode) for episode in final["episodes"]]
-        del self._metrics[f"actor-{index}"]
-        return final
+    def running(self) -> dict[int, Any]:
+        """The actors Ray has started: every one but the pending."""
+        return {index: handle for index, handle in self.handles.items()
+                if index not in self._pending}
+
+    def _promote_ready(self) -> bool:
+        """Moves the pending actors Ray has started into the polls; whether any moved."""
+        ready = [index for index, token in self._pending.items()
+                 if self._launch.is_ready(token)]
+        for index in ready:
+            self._ready(index)
+        return bool(ready)
+
+    def _ready(self, index: int) -> None:
+        """Waits for actor ``index`` to answer (at once for one that is ready)."""
+        self._metrics[f"actor-{index}"] = self._launch.call(self.handles[index],
+                                                            "metrics_address")
+        del self._pending[index]
+
+    def _remove(self, indices: list[int]) -> list[dict[str, Any]]:
+        """Stops actors ``indices`` (all at once: each waits for its writer's flush) and
+        returns their final polls. One Ray has not started yet is killed: it sent nothing."""
+        never_started = [index for index in indices if index in self._pending
+                         and not self._launch.is_ready(self._pending[index])]
+        for index in never_started:
+            self._launch.kill(self.handles.pop(index))
+            del self._pending[index]
+        leaving = {index: self.handles[index] for index in indices if index not in never_started}
+        for index in leaving:
+            if index in self._pending:  # started since the last poll
+                self._ready(index)
+            del self.handles[index]
+        self._launch.call_all(list(leaving.values()), "stop")
+        finals = self._launch.call_all(list(leaving.values()), "poll")
+        for (index, handle), final in zip(leaving.items(), finals, strict=True):
+            self._launch.kill(handle)
+            self._record_life(index, final)
+            self._finished_steps += self._lives.pop(index)[1]
+            self._departed_episodes += [Episode(**episode) for episode in final["episodes"]]
+            del self._metrics[f"actor-{index}"]
+        return finals
 
     def _record_life(self, index: int, poll: dict[str, Any]) -> int | None:
         """Records ``poll`` as the latest of actor ``index``'s current life. When it is a

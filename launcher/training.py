@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import signal
 import statistics
 import sys
@@ -43,6 +44,7 @@ from shoal.launcher.control import (
 )
 from shoal.launcher.fleet import ActorFleet
 from shoal.launcher.metrics import LauncherCollector, MetricsServer
+from shoal.launcher.ray_cluster import ClusterRefused, Demand, check_fits
 from shoal.launcher.run_dir import EventLog
 from shoal.replay_service.auth import Tls, new_token
 
@@ -175,7 +177,7 @@ class Watch:
     def status(self) -> dict[str, int]:
         """For the control endpoint (read from its thread: plain ints)."""
         return {"actors": len(self._fleet), "env_steps": self.progress.env_steps,
-                "updates": self.progress.updates}
+                "updates": self.progress.updates, "pending_actors": self._fleet.pending}
 
     def run(self, report_every: float = 2.0, interval: float = 0.25) -> Progress:
         """Polls until the run is over. Every ``report_every`` seconds: a throughput event,
@@ -226,8 +228,8 @@ class Watch:
                 live.stop()
 
     def _autoscale(self, now: float, scraped: top.Samples) -> None:
-        if self._autoscaler is None:
-            return
+        if self._autoscaler is None or self._fleet.pending:
+            return  # an actor Ray has not started yet would add to nothing it measures
         decision = self._autoscaler.observe(now, scraped, len(self._fleet))
         if decision is None:
             return
@@ -258,6 +260,7 @@ class Watch:
             "actors_blocked": rates.actors_blocked, "policy_lag": rates.policy_lag}
         self._events.write(
             "throughput", env_steps=progress.env_steps, updates=progress.updates,
+            actors=len(self._fleet), pending_actors=self._fleet.pending,
             env_steps_per_s=steps_per_s, updates_per_s=updates_per_s,
             mean_return=progress.mean_return, loss=learner["loss"],
             learner_wait_seconds=learner["wait_seconds"], learner_samples=learner["samples"],
@@ -295,7 +298,8 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool = False,
     config = dataclasses.asdict(settings.config)
     token = new_token()
     if launch is None:
-        launch = LocalLaunch() if local else RayLaunch(address, settings.max_actors)
+        launch = LocalLaunch() if local else RayLaunch(address, settings.max_actors,
+                                                           settings.actors)
     local = isinstance(launch, LocalLaunch)
     host = launch.host
     with EventLog(run_dir / "events.jsonl") as events:
@@ -355,7 +359,7 @@ def run(settings: TrainSettings, run_dir: Path, *, local: bool = False,
             progress, interrupted = watch.progress, True
         except Exception as error:
             write_failure(events, error, launch.call, {
-                "learner": learner, **{f"actor-{i}": h for i, h in fleet.handles.items()}})
+                "learner": learner, **{f"actor-{i}": h for i, h in fleet.running().items()}})
             raise
         finally:
             remove_control_file(run_dir)
@@ -402,13 +406,20 @@ class LocalLaunch:
     def stop_all(self, replay: Any, learner: Any, fleet: ActorFleet) -> None:
         _stop_in_order(self.call, replay, learner, fleet)
 
+    @staticmethod
+    def call_all(handles: list[Any], method: str) -> list[Any]:
+        return [getattr(handle, method)() for handle in handles]
+
     def kill(self, handle: Any) -> None:
         """Nothing to do: a stopped local component holds no threads or sockets."""
 
+    @staticmethod
+    def when_ready(handle: Any) -> None:
+        """A local component is ready as it is made."""
 
-class ClusterUnreachable(ConnectionError):
-    """Ray finds no cluster at the address to join (``auto`` with none on this machine,
-    say): a usage error, in one line."""
+    @staticmethod
+    def is_ready(token: None) -> bool:
+        return True
 
 
 RAY_CALL_SECONDS = 600.0
@@ -418,11 +429,13 @@ start a learner (its first call waits for that) or to bring one back after a kil
 
 class RayLaunch:
     """Components as Ray actors: a local Ray by default, a cluster given an address (or
-    RAY_ADDRESS). Actors restart when they die; the learner asks for a GPU if there is one.
-    An address Ray finds no cluster at raises ClusterUnreachable; ``shoal train`` probes
-    a HOST:PORT before (ray.init retries one that is not a cluster's for minutes)."""
+    RAY_ADDRESS). Actors restart when they die; the learner asks for a GPU if one is free.
+    Joining a cluster, the run must fit as it starts (``ray_cluster.check_fits``); an
+    address Ray finds no cluster at, or a cluster too small, raises ClusterRefused.
+    ``shoal train`` probes a HOST:PORT before (``ray_cluster.probe``: ray.init retries one
+    that is not a cluster's for minutes, and one that refuses its token forever)."""
 
-    def __init__(self, address: str | None, max_actors: int) -> None:
+    def __init__(self, address: str | None, max_actors: int, actors: int = 1) -> None:
         import os
 
         import ray
@@ -434,9 +447,10 @@ class RayLaunch:
         on_sigterm = signal.getsignal(signal.SIGTERM)
         if joining:
             try:
-                ray.init(address=joining, log_to_driver=False)
+                # WARNING: Ray's two INFO lines would come before a refusal's one line
+                ray.init(address=joining, log_to_driver=False, logging_level=logging.WARNING)
             except ConnectionError as error:  # e.g. "auto" with no cluster on this machine
-                raise ClusterUnreachable(" ".join(str(error).split())) from None
+                raise ClusterRefused(" ".join(str(error).split())) from None
         else:  # a Ray of our own ("local": never one that runs on this machine already);
             # one logical CPU per component: they share this machine's cores anyway
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, max_actors + 2),
@@ -446,7 +460,15 @@ class RayLaunch:
         nodes = [node for node in ray.nodes() if node["Alive"]]
         # One node: loopback. Several: each component binds its node's address.
         self.host = NODE_ADDRESS if len(nodes) > 1 else "127.0.0.1"
-        self._gpus = ray.cluster_resources().get("GPU", 0)
+        free = ray.available_resources()
+        self._gpus = free.get("GPU", 0)
+        if joining:
+            try:
+                check_fits(Demand(actors, learner_gpu=self._gpus >= 1),
+                           ray.cluster_resources(), free, len(nodes), joining)
+            except ClusterRefused:
+                ray.shutdown()
+                raise
 
     def start(self, component: type, *args: Any, gpu: bool = False,
               restart: bool = False, spread: bool = False, **keywords: Any) -> Any:
@@ -465,8 +487,22 @@ class RayLaunch:
     def call(self, handle: Any, method: str, *args: Any) -> Any:
         return self.ray.get(getattr(handle, method).remote(*args), timeout=RAY_CALL_SECONDS)
 
+    def call_all(self, handles: list[Any], method: str) -> list[Any]:
+        """One call to each, all under way at once."""
+        return self.ray.get([getattr(handle, method).remote() for handle in handles],
+                            timeout=RAY_CALL_SECONDS)
+
     def kill(self, handle: Any) -> None:
         self.ray.kill(handle, no_restart=True)
+
+    def when_ready(self, handle: Any) -> Any:
+        """What ``is_ready`` asks about: the actor's start, which waits while the cluster
+        has no free resources for it."""
+        return handle.__ray_ready__.remote()
+
+    def is_ready(self, token: Any) -> bool:
+        done, _ = self.ray.wait([token], timeout=0)
+        return bool(done)
 
     def stop_all(self, replay: Any, learner: Any, fleet: ActorFleet) -> None:
         try:

@@ -11,27 +11,31 @@ class ScaleRequest(_message.Message):
     def __init__(self, actors: _Optional[int] = ...) -> None: ...
 
 class ScaleResponse(_message.Message):
-    __slots__ = ("previous", "actors", "removed_items_sent", "removed_items_stored")
+    __slots__ = ("previous", "actors", "removed_items_sent", "removed_items_stored", "pending_actors")
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
     ACTORS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
     REMOVED_ITEMS_STORED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_ACTORS_FIELD_NUMBER: _ClassVar[int]
     previous: int
     actors: int
     removed_items_sent: int
     removed_items_stored: int
-    def __init__(self, previous: _Optional[int] = ..., actors: _Optional[int] = ..., removed_items_sent: _Optional[int] = ..., removed_items_stored: _Optional[int] = ...) -> None: ...
+    pending_actors: int
+    def __init__(self, previous: _Optional[int] = ..., actors: _Optional[int] = ..., removed_items_sent: _Optional[int] = ..., removed_items_stored: _Optional[int] = ..., pending_actors: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("actors", "env_steps", "updates")
+    __slots__ = ("actors", "env_steps", "updates", "pending_actors")
     ACTORS_FIELD_NUMBER: _ClassVar[int]
     ENV_STEPS_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FIELD_NUMBER: _ClassVar[int]
+    PENDING_ACTORS_FIELD_NUMBER: _ClassVar[int]
     actors: int
     env_steps: int
     updates: int
-    def __init__(self, actors: _Optional[int] = ..., env_steps: _Optional[int] = ..., updates: _Optional[int] = ...) -> None: ...
+    pending_actors: int
+    def __init__(self, actors: _Optional[int] = ..., env_steps: _Optional[int] = ..., updates: _Optional[int] = ..., pending_actors: _Optional[int] = ...) -> None: ...

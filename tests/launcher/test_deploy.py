@@ -143,11 +143,29 @@ def test_cluster_yaml_shows_how_to_run_shoal_train_on_it():
         text = line.lstrip("# ")
         if line.startswith("#") and Path(text.split(" ")[0]).name == "ray":  # the ray CLI
             argv = shlex.split(text, comments=True)
+            if argv[1] == "get-auth-token":  # the token, before `ray up`: no cluster yet
+                continue
             assert argv[2] == here, line
             steps[argv[1]] = argv[3:]
     assert {"up", "exec", "down"} <= set(steps)
     args = shoal_train(steps["exec"][0])
     assert (args.algo, args.env, args.address) == ("dqn", "CartPole-v1", "auto")
+
+
+def test_cluster_yaml_turns_token_auth_on_for_every_node_and_syncs_the_token():
+    # Ray reads RAY_AUTH_MODE per process: every `ray start` has it, and so does every
+    # shell a later `ray exec` (and its `shoal train`) runs in; the token is the one of
+    # the machine that runs `ray up`, at the path Ray reads by default on every node.
+    config = load(CLUSTER_YAML)
+    starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    for command in starts:
+        if "ray start" in command:
+            assert "RAY_AUTH_MODE=token ray start" in command, command
+    assert sum("ray start" in command for command in starts) == 2
+    assert "export RAY_AUTH_MODE=token" in " ".join(config["setup_commands"])
+    user = config["auth"]["ssh_user"]
+    assert config["file_mounts"][f"/home/{user}/.ray/auth_token"] == "~/.ray/auth_token"
+    assert "ray get-auth-token --generate" in CLUSTER_YAML.read_text()
 
 
 # --- deploy/kuberay ----------------------------------------------------------------------
@@ -175,6 +193,20 @@ def test_kuberay_cluster_has_a_head_and_worker_groups_on_one_image(path):
             # every node needs the same Ray and Python as the head
             assert container["image"] == head["image"], group["groupName"]
             assert cpus(container["resources"]["limits"]["cpu"]) >= 1
+
+
+@pytest.mark.parametrize("path", [RAYCLUSTER_YAML, RAYJOB_YAML], ids=lambda path: path.name)
+def test_kuberay_cluster_has_token_auth_on_with_the_operators_secret(path):
+    # KubeRay's authOptions: the operator sets RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (from
+    # the Secret) on every Ray container, the head's (where `shoal train` runs) included,
+    # and authenticates a RayJob's submitter itself.
+    manifest = load(path)
+    spec = manifest["spec"] if manifest["kind"] == "RayCluster" else manifest["spec"][
+        "rayClusterSpec"]
+    auth = spec["authOptions"]
+    assert auth["mode"] == "token" and auth["secretName"]
+    assert f"kubectl create secret generic {auth['secretName']} --from-literal=auth_token=" \
+        in path.read_text()
 
 
 def test_rayjob_runs_shoal_train_on_the_raycluster_and_then_removes_it():

@@ -29,9 +29,30 @@ from .test_train_local import FAST
 TOKEN = "control-test-token"
 
 
+class GatedLaunch(LocalLaunch):
+    """Local components whose readiness the test opens, as Ray's would open once the
+    cluster has a free CPU; a kill stops the component, as Ray's ends the process."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.killed: list[ActorComponent] = []
+
+    def when_ready(self, handle: ActorComponent) -> bool:
+        return self.gate.is_set()  # ready now, or never until the test says
+
+    def is_ready(self, token: bool) -> bool:
+        return token or self.gate.is_set()
+
+    def kill(self, handle: ActorComponent) -> None:
+        self.killed.append(handle)
+        handle.stop()
+
+
 @pytest.fixture
 def run(tmp_path):
-    """A replay service and a learner in this process, and a fleet of actors for them."""
+    """A replay service and a learner in this process, and a fleet of actors for them
+    (started at once while the launch's gate is open, as it is unless a test closes it)."""
     config = algorithm_config("dqn", FAST)
     values = dataclasses.asdict(config)
     table = ALGORITHMS["dqn"].table(config, probe_spec("CartPole-v1"), 2)
@@ -47,11 +68,12 @@ def run(tmp_path):
                               replay.address(), table["name"], learner.address())
 
     with EventLog(tmp_path / "events.jsonl") as events:
-        fleet = ActorFleet(LocalLaunch(), start, events, metrics,
+        launch = GatedLaunch()
+        fleet = ActorFleet(launch, start, events, metrics,
                            on_metrics_change=lambda: changes.append(sorted(metrics)),
                            max_actors=4)
         try:
-            yield fleet, replay, metrics, changes, tmp_path / "events.jsonl"
+            yield fleet, replay, metrics, changes, tmp_path / "events.jsonl", launch
         finally:
             fleet.stop_collecting()
             learner.stop(checkpoint=False)
@@ -61,7 +83,7 @@ def run(tmp_path):
 
 @pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 def test_fleet_adds_and_removes_actors_and_loses_nothing(run):
-    fleet, replay, metrics, changes, events = run
+    fleet, replay, metrics, changes, events, _ = run
     fleet.start(1)
     wait_until(lambda: fleet.poll().env_steps > 500, timeout=CONDITION, what="the first actor")
 
@@ -91,8 +113,37 @@ def test_fleet_adds_and_removes_actors_and_loses_nothing(run):
     assert '"event": "scale", ' in events.read_text()
 
 
+@pytest.mark.timeout(LIVE_TEST_TIMEOUT)
+def test_an_actor_not_started_yet_is_pending_polled_once_ready_and_removed_first(run):
+    fleet, _, metrics, _, _, launch = run
+    fleet.start(1)
+    launch.gate.clear()  # the cluster has no free CPU now
+    grown = fleet.scale_to(2)
+    assert (grown.actors, grown.pending_actors, fleet.pending) == (2, 1, 1)
+    assert sorted(metrics) == ["actor-0"] and sorted(fleet.running()) == [0]
+    steps = fleet.poll().env_steps  # polls the started one only, and does not wait
+    wait_until(lambda: fleet.poll().env_steps > steps, timeout=CONDITION,
+               what="the started actor to go on stepping")
+
+    launch.gate.set()  # Ray placed it: the next poll takes it in
+    fleet.poll()
+    assert fleet.pending == 0 and sorted(metrics) == ["actor-0", "actor-1"]
+
+    launch.gate.clear()
+    assert fleet.scale_to(3).pending_actors == 1
+    shrunk = fleet.scale_to(2)  # the pending one goes first, killed: nothing to flush
+    assert (shrunk.actors, shrunk.pending_actors, shrunk.removed_items_sent) == (2, 0, 0)
+    assert len(launch.killed) == 1 and sorted(fleet.handles) == [0, 1]
+
+    launch.gate.clear()
+    fleet.scale_to(3)
+    fleet.stop_collecting()
+    fleet.stop()  # the pending one is killed, the others stopped
+    assert len(launch.killed) == 2 and fleet.pending == 0
+
+
 def test_fleet_refuses_counts_out_of_range_and_changes_nothing(run):
-    fleet, _, metrics, _, _ = run
+    fleet, _, metrics, _, _, _ = run
     fleet.start(1)
     for count in (0, 5):
         with pytest.raises(ValueError, match=rf"actors: expected 1..4, got {count}"):
