@@ -131,11 +131,10 @@ class Demand:
 
     actors: int
     learner_gpu: bool = False
-    cpus_per_component: float = 1.0
 
     @property
     def cpus(self) -> float:
-        return (2 + self.actors) * self.cpus_per_component
+        return 2.0 + self.actors
 
     def describe(self) -> str:
         gpu = " and 1 GPU" if self.learner_gpu else ""

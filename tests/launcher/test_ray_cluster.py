@@ -14,6 +14,7 @@ that would end other clusters on this machine."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from shoal.launcher.ray_cluster import ClusterRefused, Demand, check_fits, token_source
 
 from .live import CONDITION, LIVE_TEST_TIMEOUT, START, STOP, LiveTrain
 from .test_cli_hardening import one_error_line
@@ -143,3 +146,30 @@ def test_train_asking_for_more_than_the_cluster_has_exits_2_in_one_line(idle, tm
     assert (f"the run asks Ray for 7 CPUs (replay service 1, learner 1, 5 actors x 1) and "
             f"the cluster at {cluster.address} has 6 CPUs on 2 nodes") in line, line
     assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------- the checks, without a cluster
+
+
+def test_a_run_that_does_not_fit_the_free_cpus_is_refused_naming_both():
+    check_fits(Demand(4), {"CPU": 6.0}, {"CPU": 6.0}, 2, "h:1")  # exactly fits
+    with pytest.raises(ClusterRefused, match=re.escape(
+            "asks Ray for 6 CPUs and 1 GPU (replay service 1, learner 1, 4 actors x 1) and "
+            "the cluster at h:1 has 8 CPUs on 2 nodes, 5 of them free")):
+        check_fits(Demand(4, learner_gpu=True), {"CPU": 8.0, "GPU": 1.0},
+                   {"CPU": 5.0, "GPU": 1.0}, 2, "h:1")
+
+
+def test_the_token_is_found_in_rays_order(tmp_path, monkeypatch):
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert token_source() is None
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t\n")
+    assert token_source() == str(tmp_path / ".ray" / "auth_token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(ClusterRefused, match="RAY_AUTH_TOKEN_PATH: cannot read"):
+        token_source()  # Ray would abort the process on it
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t")
+    assert token_source() == "RAY_AUTH_TOKEN"
