@@ -455,7 +455,10 @@ def _top(args: argparse.Namespace) -> int:
         raise UsageError(f"RUN_DIR: no prometheus_targets.json in {run_dir}")
     if args.interval <= 0:
         raise UsageError(f"--interval: expected seconds > 0, got {args.interval}")
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a live view ends
+    # Ctrl-C (SIGINT) is how a live view ends, even where it was started with SIGINT
+    # ignored, as a shell does for a background job's children.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
         watch(run_dir, args.interval, args.count)
     return 0
 
