@@ -13,7 +13,13 @@ import grpc
 
 from shoal.algorithms.base import Weights
 from shoal.protos import codec, parameters_pb2, parameters_pb2_grpc
-from shoal.replay_service.auth import Tls, bearer_metadata, channel_options, open_channel
+from shoal.protos.transport import (
+    Backoff,
+    Tls,
+    bearer_metadata,
+    channel_options,
+    open_channel,
+)
 
 
 class WeightFollower:
@@ -32,7 +38,7 @@ class WeightFollower:
         self._thread.start()
 
     def _follow(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(self._stop, self._max_backoff)
         while not self._stop.is_set():
             after = self._newest.version if self._newest is not None else 0
             try:
@@ -44,11 +50,10 @@ class WeightFollower:
                         self._newest = message
                         self._lock.notify_all()
                     self.received += 1
-                    backoff = 0.1
+                    backoff.reset()
             except grpc.RpcError:
-                if self._stop.wait(backoff):
+                if backoff.wait():
                     return
-                backoff = min(self._max_backoff, backoff * 2)
 
     def newer_than(self, version: int) -> tuple[int, Weights] | None:
         """The newest weights if they are newer than ``version``; never blocks on the network."""

@@ -175,13 +175,13 @@ def find_run_dir(parent: Path) -> Path | None:
 
 def scrape_replay(run_dir: Path, watched: Watched) -> None:
     """Adds one scrape of the replay table's items and stored bytes, when it holds items."""
-    from shoal.launcher import top
+    from shoal.launcher.rates import read_targets, scrape
 
     try:
-        address = top.read_targets(run_dir)["replay"]
+        address = read_targets(run_dir)["replay"]
     except (OSError, KeyError, ValueError):  # not written yet, or being written
         return
-    samples = top.scrape({"replay": address}, timeout=1.0)
+    samples = scrape({"replay": address}, timeout=1.0)
     items = samples.get(("shoal_replay_items", "replay"), 0.0)
     if items > 0:
         watched.items += items

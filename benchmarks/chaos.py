@@ -49,7 +49,7 @@ from typing import Any
 
 import live_run
 
-from shoal.launcher import top
+from shoal.launcher import rates
 
 RESTART_WAIT_SECONDS = 90.0  # for a killed process's restart event before the next fault
 RESTART_EVENTS = {"actor": "actor_restarted", "replay": "replay_restarted",
@@ -120,8 +120,8 @@ def replay_inserted(run_dir: Path) -> float | None:
     """The replay service's inserted items, scraped from its /metrics just before a kill;
     None when it does not answer (the run is ending)."""
     try:
-        targets = top.read_targets(run_dir)
-        return top.scrape({"replay": targets["replay"]}).get(
+        targets = rates.read_targets(run_dir)
+        return rates.scrape({"replay": targets["replay"]}).get(
             ("shoal_replay_inserts_total", "replay"))
     except (OSError, KeyError, ValueError):
         return None

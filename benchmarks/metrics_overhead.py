@@ -35,8 +35,9 @@ import yaml
 
 from shoal.actors.actor import Actor
 from shoal.actors.envs import probe_spec
+from shoal.actors.metrics import ActorCollector
 from shoal.algorithms.dqn import DQN, DQNConfig
-from shoal.launcher.metrics import ActorCollector, MetricsServer
+from shoal.protos.exposition import MetricsServer
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.process import SpawnedReplayServer
 

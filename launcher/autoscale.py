@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.launcher.top import Rates, Samples
+from shoal.launcher.rates import Rates, Samples
 
 
 @dataclass(frozen=True)

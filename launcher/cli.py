@@ -48,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _token(args: argparse.Namespace) -> str:
-    from shoal.replay_service.auth import read_or_create_token
+    from shoal.protos.transport import read_or_create_token
 
     if args.token_file is not None:
         try:
@@ -228,7 +228,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _given_tls(args: argparse.Namespace) -> Any:
     """``--tls-cert``/``--tls-key`` read before anything is created; None without them."""
-    from shoal.replay_service.auth import Tls
+    from shoal.protos.transport import Tls
 
     if args.tls_cert is None:
         return None
@@ -239,7 +239,7 @@ def _given_tls(args: argparse.Namespace) -> Any:
 
 
 def _generated_tls(args: argparse.Namespace, run_dir: Path) -> Any:
-    from shoal.replay_service.auth import Tls
+    from shoal.protos.transport import Tls
 
     return Tls.generate(run_dir / "tls") if args.tls else None
 

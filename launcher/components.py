@@ -24,20 +24,18 @@ import torch
 
 from shoal.actors.actor import Actor
 from shoal.actors.envs import probe_spec
+from shoal.actors.metrics import ActorCollector
 from shoal.actors.weights import WeightFollower
 from shoal.algorithms.registry import ALGORITHMS
-from shoal.launcher.metrics import (
-    ActorCollector,
-    LearnerCollector,
-    MetricsServer,
-    ReplayCollector,
-)
 from shoal.learner.checkpoint import load_checkpoint
 from shoal.learner.learner import LearnerLoop
+from shoal.learner.metrics import LearnerCollector
 from shoal.learner.parameter_service import ParameterServer
-from shoal.replay_service.auth import Tls
+from shoal.protos.exposition import MetricsServer
+from shoal.protos.transport import Tls, write_atomically
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.config import table_from_dict
+from shoal.replay_service.metrics import ReplayCollector
 from shoal.replay_service.server import ReplayServer
 
 log = logging.getLogger(__name__)
@@ -103,9 +101,7 @@ class LifePorts:
         if self._path is None:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = self._path.with_name(f".{self.FILE}.tmp")
-        scratch.write_text(json.dumps({"launch": self._launch, "ports": ports}))
-        scratch.replace(self._path)
+        write_atomically(self._path, json.dumps({"launch": self._launch, "ports": ports}))
 
 
 def seed_learner(seed: int) -> None:

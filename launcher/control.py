@@ -9,7 +9,6 @@ applies it between polls. The endpoint's address and the run token are written t
 from __future__ import annotations
 
 import json
-import os
 import queue
 from collections.abc import Callable
 from concurrent import futures
@@ -20,7 +19,7 @@ import grpc
 
 from shoal.launcher.fleet import ScaleResult, ScalingRefused
 from shoal.protos import control_pb2, control_pb2_grpc
-from shoal.replay_service.auth import bearer_metadata, bind, token_server
+from shoal.protos.transport import bearer_metadata, bind, token_server, write_atomically
 
 CONTROL_FILE = "control.json"
 APPLY_TIMEOUT_SECONDS = 120.0  # starting actors on Ray, or one flushing its writer, is slow
@@ -110,13 +109,8 @@ class ControlServer:
 
 def write_control_file(run_dir: Path, address: str, token: str) -> None:
     """Readable by its owner only: it holds the run token."""
-    path = run_dir / CONTROL_FILE
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.unlink(missing_ok=True)
-    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump({"address": address, "token": token}, handle)
-    scratch.replace(path)
+    write_atomically(run_dir / CONTROL_FILE, json.dumps({"address": address, "token": token}),
+                     mode=0o600)
 
 
 def remove_control_file(run_dir: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.launcher.components import ActorComponent, LearnerComponent
-from shoal.replay_service.process import write_atomically
+from shoal.protos.transport import write_atomically
 
 log = logging.getLogger("shoal")
 

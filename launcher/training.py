@@ -43,10 +43,12 @@ from shoal.launcher.control import (
     write_control_file,
 )
 from shoal.launcher.fleet import ActorFleet
-from shoal.launcher.metrics import LauncherCollector, MetricsServer
+from shoal.launcher.metrics import LauncherCollector
+from shoal.launcher.rates import Rates, Samples, scrape
 from shoal.launcher.ray_cluster import ClusterRefused, Demand, check_fits
 from shoal.launcher.run_dir import EventLog
-from shoal.replay_service.auth import Tls, new_token
+from shoal.protos.exposition import MetricsServer
+from shoal.protos.transport import Tls, new_token, write_atomically
 
 RETURN_WINDOW = 20  # by default the target is the mean of the last 20 training episodes
 
@@ -186,7 +188,7 @@ class Watch:
         progress = self.progress
         last_report = time.monotonic()
         last_steps, last_updates = progress.env_steps, progress.updates
-        scraped = top.scrape(self._metrics)
+        scraped = scrape(self._metrics)
         live = None
         if sys.stderr.isatty():
             from rich.console import Console
@@ -227,7 +229,7 @@ class Watch:
             if live is not None:
                 live.stop()
 
-    def _autoscale(self, now: float, scraped: top.Samples) -> None:
+    def _autoscale(self, now: float, scraped: Samples) -> None:
         if self._autoscaler is None or self._fleet.pending:
             return  # an actor Ray has not started yet would add to nothing it measures
         decision = self._autoscaler.observe(now, scraped, len(self._fleet))
@@ -239,15 +241,15 @@ class Watch:
               file=sys.stderr, flush=True)
         self._fleet.scale_to(decision.actors)
 
-    def _rates(self, before: top.Samples, seconds: float) -> tuple[top.Rates | None,
-                                                                   top.Samples]:
+    def _rates(self, before: Samples, seconds: float) -> tuple[Rates | None,
+                                                                   Samples]:
         if not self._metrics:
             return None, before
-        after = top.scrape(self._metrics)
-        return top.Rates.between(before, after, seconds), after
+        after = scrape(self._metrics)
+        return Rates.between(before, after, seconds), after
 
     def _log_throughput(self, learner: dict[str, Any], steps_per_s: float,
-                        updates_per_s: float, rates: top.Rates | None) -> None:
+                        updates_per_s: float, rates: Rates | None) -> None:
         progress = self.progress
         replay = self._call(self._replay, "poll")
         if self._lives.setdefault("replay", replay["started"]) != replay["started"]:
@@ -551,9 +553,7 @@ def write_prometheus_targets(run_dir: Path, run: str, addresses: dict[str, str])
     index = run_dir.parent / TARGETS_INDEX
     index.mkdir(exist_ok=True)
     for path in (run_dir / PROMETHEUS_TARGETS, index / f"{run}.json"):
-        scratch = path.with_name(f".{path.name}.tmp")
-        scratch.write_text(json.dumps(groups, indent=1))
-        scratch.replace(path)
+        write_atomically(path, json.dumps(groups, indent=1))
 
 
 def remove_from_targets_index(run_dir: Path) -> None:

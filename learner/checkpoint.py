@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from shoal.protos.transport import atomic_path
 
 CHECKPOINT = "learner.pt"
 
@@ -15,9 +16,8 @@ CHECKPOINT = "learner.pt"
 def save_checkpoint(directory: Path, state: dict[str, Any], counters: dict[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CHECKPOINT
-    scratch = directory / f".{CHECKPOINT}.tmp"
-    torch.save({"learner": state, "counters": counters}, scratch)
-    os.replace(scratch, path)
+    with atomic_path(path) as scratch:
+        torch.save({"learner": state, "counters": counters}, scratch)
     return path
 
 

@@ -14,7 +14,7 @@ import grpc
 
 from shoal.algorithms.base import Weights
 from shoal.protos import codec, parameters_pb2, parameters_pb2_grpc
-from shoal.replay_service.auth import (
+from shoal.protos.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_CONCURRENT_CALLS,
     Tls,

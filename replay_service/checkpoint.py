@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from shoal.protos.transport import write_atomically
 from shoal.replay_service.table import Table, TableState
 
 LATEST = "LATEST"
@@ -60,10 +61,7 @@ def save(tables: Mapping[str, Table], directory: Path) -> Path:
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    pointer = directory / f".{LATEST}.tmp"
-    pointer.write_text(final.name)
-    _fsync_file(pointer)
-    os.replace(pointer, directory / LATEST)
+    write_atomically(directory / LATEST, final.name, fsync=True)
     _prune(directory, keep=final.name)
     return final
 

@@ -27,8 +27,9 @@ import grpc
 import numpy as np
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
-from shoal.replay_service.auth import (
+from shoal.protos.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    Backoff,
     Tls,
     bearer_metadata,
     channel_options,
@@ -363,9 +364,9 @@ class ReconnectingWriter:
         self._done_stored += old.items_stored
         self._done_blocked += old.blocked_seconds
         self._writer = None
-        backoff = 0.1
+        backoff = Backoff(self._stop, self._max_backoff)
         log.warning("replay insert stream: %s; reopening", error)
-        while not self._stop.wait(backoff):
+        while not backoff.wait():
             try:
                 self._writer = self._open()
                 self.reconnects += 1
@@ -373,7 +374,6 @@ class ReconnectingWriter:
             except grpc.RpcError as failure:
                 if failure.code() not in RETRYABLE:
                     raise
-            backoff = min(self._max_backoff, backoff * 2)
 
     def close(self) -> None:
         """Flushes and waits for the service to store everything (see Writer.close)."""
@@ -415,7 +415,7 @@ class ReconnectingSampler:
         return self
 
     def __next__(self) -> SampleBatch:
-        backoff = 0.1
+        backoff = Backoff(self._closed, self._max_backoff)
         while not self._closed.is_set():
             with self._lock:
                 if self._closed.is_set():
@@ -432,13 +432,12 @@ class ReconnectingSampler:
                 if error.code() not in RETRYABLE:
                     raise
                 log.warning("replay sample stream: %s; reopening in %.1f s",
-                            error.code().name, backoff)
+                            error.code().name, backoff.seconds)
             with self._lock:
                 sampler.close()
                 self._sampler = None
                 self.reconnects += 1
-            self._closed.wait(backoff)
-            backoff = min(self._max_backoff, backoff * 2)
+            backoff.wait()
         raise StopIteration
 
     def close(self) -> None:

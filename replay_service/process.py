@@ -7,22 +7,18 @@ Thin on purpose: it reads the config, starts a ReplayServer, and turns SIGTERM/S
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from shoal.protos.exposition import MetricsServer
+from shoal.protos.transport import write_atomically
 from shoal.replay_service.config import load_server_config
+from shoal.replay_service.metrics import ReplayCollector
 from shoal.replay_service.server import ReplayServer
 
 log = logging.getLogger("shoal.replay_server")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(text)
-    os.replace(scratch, path)
 
 
 def serve(
@@ -48,8 +44,6 @@ def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     server.start()
-    from shoal.launcher.metrics import MetricsServer, ReplayCollector  # the exporter is shared
-
     metrics = MetricsServer(ReplayCollector(
         lambda: [table.stats() for table in server.tables.values()], config_path.stem,
         "replay"), host, metrics_port)

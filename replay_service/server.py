@@ -18,14 +18,14 @@ import grpc
 import numpy as np
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
-from shoal.replay_service import checkpoint
-from shoal.replay_service.auth import (
+from shoal.protos.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_CONCURRENT_CALLS,
     Tls,
     bind,
     token_server,
 )
+from shoal.replay_service import checkpoint
 from shoal.replay_service.limits import MAX_ITEMS_PER_CALL, MAX_PREFETCH
 from shoal.replay_service.table import (
     ColumnValue,

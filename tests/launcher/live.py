@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shoal.launcher.top import read_targets, scrape
+from shoal.launcher.rates import read_targets, scrape
 
 from ..conftest import wait_until
 

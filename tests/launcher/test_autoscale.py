@@ -7,8 +7,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shoal.launcher.autoscale import Autoscaler, AutoscaleRange
-from shoal.launcher.metrics import LauncherCollector, MetricsServer
-from shoal.launcher.top import Rates, scrape
+from shoal.launcher.metrics import LauncherCollector
+from shoal.launcher.rates import Rates, scrape
+from shoal.protos.exposition import MetricsServer
 
 
 def rates(busy: float, waiting: float, blocked: float) -> Rates:

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from shoal.launcher.top import Rates, line, verdict
+from shoal.launcher.rates import Rates
+from shoal.launcher.top import line, verdict
 
 from ..conftest import wait_until
 from .live import LIVE_TEST_TIMEOUT, START, STOP

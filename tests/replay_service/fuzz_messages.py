@@ -34,7 +34,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
-from shoal.replay_service.auth import bearer_metadata, channel_options
+from shoal.protos.transport import bearer_metadata, channel_options
 from shoal.replay_service.process import SpawnedReplayServer
 
 ALLOWED = frozenset({grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT,

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
+from shoal.protos.transport import bearer_metadata
 from shoal.replay_service import (
     FieldSpec,
     MinSize,
@@ -24,7 +25,6 @@ from shoal.replay_service import (
     ReplayServer,
     Table,
 )
-from shoal.replay_service.auth import bearer_metadata
 from shoal.replay_service.process import SpawnedReplayServer
 from shoal.replay_service.server import MAX_ITEMS_PER_CALL
 

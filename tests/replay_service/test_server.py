@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
+from shoal.protos.transport import bearer_metadata
 from shoal.replay_service import ReplayClient, ReplayServer, Table, WriterError
-from shoal.replay_service.auth import bearer_metadata
 
 from ..conftest import (
     CARTPOLE_SIGNATURE,

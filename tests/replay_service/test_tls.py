@@ -5,8 +5,8 @@ import grpc
 import numpy as np
 import pytest
 
+from shoal.protos.transport import Tls
 from shoal.replay_service import ReplayClient, ReplayServer
-from shoal.replay_service.auth import Tls
 
 from ..conftest import TOKEN, prioritized_table, transitions
 

@@ -1,6 +1,9 @@
-"""The per-run bearer token every shoal service requires, and the channel options both
-ends share (message size limits are set explicitly: an Atari CNN's weights or a batch of
-frames exceed gRPC's 4 MiB default)."""
+"""How shoal's processes reach each other, for every room: the per-run bearer token each
+service requires, TLS, the channel options both ends share (message size limits are set
+explicitly: an Atari CNN's weights or a batch of frames exceed gRPC's 4 MiB default),
+binding, the backoff of a client whose service went away, and files other processes read
+(addresses, control endpoints, checkpoint pointers), written so they never see half of one.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ import hmac
 import os
 import secrets
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,3 +182,56 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         if not hmac.compare_digest(str(presented).encode(), self._expected):
             return _denying(handler, "authorization: wrong run token")
         return handler
+
+
+class Backoff:
+    """Waits between reconnect attempts: 0.1 s, doubling to ``most``, back to 0.1 s after a
+    success. ``wait`` returns early, True, once ``stop`` is set: a client being closed
+    does not sit out its backoff."""
+
+    FIRST_SECONDS = 0.1
+
+    def __init__(self, stop: threading.Event, most: float = 5.0) -> None:
+        self._stop = stop
+        self._most = most
+        self.seconds = self.FIRST_SECONDS
+
+    def wait(self) -> bool:
+        """Sleeps the current backoff and doubles it; whether ``stop`` was set."""
+        stopped = self._stop.wait(self.seconds)
+        self.seconds = min(self._most, self.seconds * 2)
+        return stopped
+
+    def reset(self) -> None:
+        self.seconds = self.FIRST_SECONDS
+
+
+@contextmanager
+def atomic_path(path: Path, *, mode: int | None = None, fsync: bool = False) -> Iterator[Path]:
+    """A scratch path beside ``path`` to write, renamed over ``path`` when the block ends
+    without error (removed when it raises), so a reader sees the old file or the new one.
+    ``mode``: the scratch file is created with it before anything is written (0o600 for a
+    file that holds the run token); ``fsync``: flushed to disk before the rename."""
+    scratch = path.with_name(f".{path.name}.tmp")
+    scratch.unlink(missing_ok=True)
+    if mode is not None:
+        os.close(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+    try:
+        yield scratch
+        if fsync:
+            descriptor = os.open(scratch, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        os.replace(scratch, path)
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
+
+
+def write_atomically(path: Path, text: str, *, mode: int | None = None,
+                     fsync: bool = False) -> None:
+    """``text`` into ``path`` as ``atomic_path`` writes: whole or not at all."""
+    with atomic_path(path, mode=mode, fsync=fsync) as scratch:
+        scratch.write_text(text)
