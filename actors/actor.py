@@ -14,10 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from shoal.actors.collectors import COLLECTORS
-from shoal.actors.envs import episode_returns, make_vector_env, probe_spec
+from shoal.actors.collectors import collector_for
+from shoal.actors.config import CollectionConfig
+from shoal.actors.envs import episode_returns, make_vector_env
 from shoal.actors.weights import WeightFollower
-from shoal.replay_service.client import ReconnectingWriter, ReplayClient
+from shoal.algorithms.base import Algorithm, EnvSpec
+from shoal.replay_service.client import ReplayClient
+from shoal.replay_service.reconnecting import ReconnectingWriter
 
 
 @dataclass
@@ -68,11 +71,12 @@ class ActorStats:
 class Actor:
     def __init__(
         self,
-        algorithm: Any,
+        algorithm: Algorithm[Any],
         config: Any,
         env_id: str,
+        spec: EnvSpec,
+        collection: CollectionConfig,
         *,
-        num_envs: int,
         actor_index: int,
         num_actors: int,
         seed: int,
@@ -80,23 +84,25 @@ class Actor:
         table: str,
         weights: WeightFollower | None,
     ) -> None:
+        """``config``: the algorithm's settings (its ``config_type``); ``spec``: the env's
+        spaces, as the run probed them once; ``seed``: the run's (this actor's is
+        seed + 1000 actor_index)."""
         self.stats = ActorStats(actor=actor_index)
         self._config = config
         self._env_id = env_id
-        self._num_envs = num_envs
+        self._num_envs = collection.envs_per_actor
+        self._max_policy_lag = collection.max_policy_lag
         self._seed = seed + 1000 * actor_index
         self._replay = replay
         self._table = table
         self._weights = weights
-        spec = probe_spec(env_id)
-        self.policy = algorithm.make_policy(config, spec, actor_index, num_actors,
-                                            seed=self._seed)
+        self.policy = algorithm.make_policy(config, spec, actor_index, num_actors, self._seed)
         # Gaussian policies sample past a Box's bounds: the env gets the clipped action,
         # the item keeps the sampled one (its log-prob is the one the learner scores).
         self._bounds = (None if spec.discrete
                         else (np.asarray(spec.action_low, np.float32).reshape(spec.action_shape),
                               np.asarray(spec.action_high, np.float32).reshape(spec.action_shape)))
-        self._experience = algorithm.experience
+        self._algorithm = algorithm
 
     def _follow_weights(self) -> None:
         if self._weights is None:
@@ -121,7 +127,8 @@ class Actor:
         """Collects until ``stop`` is set (or this actor took ``max_env_steps`` steps)."""
         torch.set_num_threads(1)  # many actors share the cores; one thread each
         envs = make_vector_env(self._env_id, self._num_envs, self._seed)
-        collector = COLLECTORS[self._experience](self._config, self._num_envs, self.policy)
+        collector = collector_for(self._algorithm, self._config, self._num_envs, self.policy,
+                                  self._max_policy_lag)
         obs, _ = envs.reset(seed=self._seed)
         stats = self.stats
         try:

@@ -12,7 +12,8 @@ terminated. A truncated episode (time limit) still bootstraps, from its final ob
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class _Pending(NamedTuple):
     obs: np.ndarray
     action: np.ndarray
     reward: float
-    q_taken: float
+    extras: tuple[Any, ...]   # the policy's extras of this env at this step
     version: int
 
 
@@ -33,6 +34,7 @@ class NStepTransitionAdder:
         self.gamma = gamma
         self._pending: list[deque[_Pending]] = [deque() for _ in range(num_envs)]
         self._out: list[tuple[_Pending, float, np.ndarray, float]] = []
+        self._extra_names: tuple[str, ...] = ()
 
     def _emit(self, env: int, bootstrap_obs: np.ndarray, terminated: bool) -> None:
         """The oldest pending step of ``env`` becomes a transition to ``bootstrap_obs``."""
@@ -53,16 +55,20 @@ class NStepTransitionAdder:
         truncated: np.ndarray,
         final_obs: np.ndarray | None,
         version: int,
-        q_taken: np.ndarray | None = None,
+        extras: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         """One vector-env step. ``next_obs`` is what the env returned: for envs whose
         episode ended it is already the next episode's first observation, and the last
         observation of the finished one is ``final_obs[env]`` (gymnasium's SAME_STEP
-        autoreset). ``q_taken`` is Q(s, a) per env, kept for initial priorities."""
+        autoreset). ``extras`` (per env: the policy's, whatever their names) travel with
+        the transition that starts at this step, for its initial priority."""
+        extras = extras or {}
+        self._extra_names = tuple(extras)
+        columns = [extras[name] for name in self._extra_names]
         for env in range(len(actions)):
             self._pending[env].append(_Pending(
                 obs[env], actions[env], float(rewards[env]),
-                0.0 if q_taken is None else float(q_taken[env]), version))
+                tuple(column[env] for column in columns), version))
             done = bool(terminated[env] or truncated[env])
             if done:
                 assert final_obs is not None, "an episode ended without its final observation"
@@ -72,13 +78,16 @@ class NStepTransitionAdder:
             elif len(self._pending[env]) == self.n_step:
                 self._emit(env, next_obs[env], terminated=False)
 
-    def take(self) -> dict[str, np.ndarray] | None:
-        """The transitions completed since the last call, as columns (None if there are none)."""
+    def take(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+        """The transitions completed since the last call, as columns, and the extras of
+        the steps they start at, as columns of their own (None if there are none)."""
         if not self._out:
             return None
         steps, rewards, bootstrap, discounts = zip(*self._out, strict=True)
         self._out = []
         actions = np.stack([np.asarray(step.action) for step in steps])
+        extras = {name: np.stack([step.extras[index] for step in steps])
+                  for index, name in enumerate(self._extra_names)}
         return {
             "obs": np.stack([step.obs for step in steps]),
             # discrete actions as int64 (DQN), Box actions as float32 (SAC)
@@ -88,8 +97,7 @@ class NStepTransitionAdder:
             "next_obs": np.stack(bootstrap),
             "discount": np.array(discounts, dtype=np.float32),
             "version": np.array([step.version for step in steps], dtype=np.int64),
-            "q_taken": np.array([step.q_taken for step in steps], dtype=np.float32),
-        }
+        }, extras
 
 
 class RolloutAdder:

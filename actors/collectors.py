@@ -1,24 +1,50 @@
 """What an actor turns its steps into, by the kind of experience an algorithm learns from.
 
-``TransitionCollector`` (DQN, SAC): n-step transitions, with Ape-X initial priorities
-when the policy gives them (DQN; SAC's items take the table's highest priority).
-``RolloutCollector`` (PPO, A2C): one T x E rollout per item, with behaviour log-probs,
-values and bootstrap values. A synchronous actor waits after each rollout for the weights
-the learner trains from it; an asynchronous one (``max_policy_lag`` K) stays up to K + 1
-rollouts ahead of the learner. ``observe`` returns (columns with the item axis first,
-priorities or None), or None when no item is complete yet.
+``TransitionCollector`` (``Experience.TRANSITIONS``: DQN, SAC): n-step transitions, with
+the initial priorities the policy gives them (DQN's Ape-X priorities; SAC's items take the
+table's highest priority). ``RolloutCollector`` (``Experience.ROLLOUTS``: PPO, A2C): one
+T x E rollout per item, with behaviour log-probs, values and bootstrap values. A
+synchronous actor waits after each rollout for the weights the learner trains from it; an
+asynchronous one (``max_policy_lag`` K) stays up to K + 1 rollouts ahead of the learner.
+``observe`` returns (columns with the item axis first, priorities or None), or None when
+no item is complete yet. Neither knows an algorithm's names: the algorithm says how to cut
+items (``TransitionItems``, ``RolloutItems``) and its policy what they start with.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
 from shoal.actors.adders import NStepTransitionAdder, RolloutAdder
-from shoal.algorithms.base import PolicyStep
+from shoal.algorithms.base import (
+    Algorithm,
+    Experience,
+    Policy,
+    PolicyStep,
+    RolloutItems,
+    RolloutPolicy,
+    TransitionItems,
+    TransitionPolicy,
+)
 
 Items = tuple[dict[str, np.ndarray], np.ndarray | None]
+
+
+class Collector(Protocol):
+    """What the actor loop asks of either collector."""
+
+    items_per_message: int
+
+    def observe(self, obs: np.ndarray, step: PolicyStep, rewards: np.ndarray,
+                next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                final_obs: np.ndarray | None) -> Items | None: ...
+
+    def may_continue(self) -> bool:
+        """Called after each item written: False when the actor must wait for newer
+        weights first."""
+        ...
 
 
 class TransitionCollector:
@@ -26,38 +52,34 @@ class TransitionCollector:
     def may_continue() -> bool:
         return True  # off-policy: collect regardless of the learner
 
-    def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
+    def __init__(self, items: TransitionItems, num_envs: int, policy: TransitionPolicy) -> None:
         # Many small items: the writer batches them into messages.
-        self.items_per_message: int = config.items_per_message
-        self._adder = NStepTransitionAdder(num_envs, config.n_step, config.gamma)
+        self.items_per_message = items.items_per_message
+        self._adder = NStepTransitionAdder(num_envs, items.n_step, items.gamma)
         self._policy = policy
 
     def observe(self, obs: np.ndarray, step: PolicyStep, rewards: np.ndarray,
                 next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
                 final_obs: np.ndarray | None) -> Items | None:
-        q_values = step.extras.get("q_values")  # DQN's, for Ape-X initial priorities
-        q_taken = (None if q_values is None
-                   else q_values[np.arange(len(step.actions)), step.actions])
         self._adder.add(obs, step.actions, rewards, next_obs, terminated, truncated, final_obs,
-                        self._policy.version, q_taken=q_taken)
-        items = self._adder.take()
-        if items is None:
+                        self._policy.version, step.extras)
+        taken = self._adder.take()
+        if taken is None:
             return None
-        priorities = self._policy.initial_priorities(items)
-        del items["q_taken"]
-        return items, priorities
+        columns, extras = taken
+        return columns, self._policy.initial_priorities(columns, extras)
 
 
 class RolloutCollector:
     items_per_message = 1  # a rollout is a message of its own; the learner waits for it
 
-    def __init__(self, config: Any, num_envs: int, policy: Any) -> None:
-        self._adder = RolloutAdder(num_envs, config.rollout_length)
+    def __init__(self, items: RolloutItems, num_envs: int, policy: RolloutPolicy,
+                 max_policy_lag: int | None) -> None:
+        self._adder = RolloutAdder(num_envs, items.length)
         self._policy = policy
         # Rollouts this actor may have written that the learner has not yet trained on:
         # 1 is synchronous; K + 1 keeps collection going while the learner trains.
-        lag = config.max_policy_lag
-        self._limit = 1 if lag is None else lag + 1
+        self._limit = 1 if max_policy_lag is None else max_policy_lag + 1
         self._left = self._limit
         self._seen_version = policy.version
 
@@ -90,4 +112,17 @@ class RolloutCollector:
         return {name: column[None] for name, column in rollout.items()}, None
 
 
-COLLECTORS = {"transitions": TransitionCollector, "rollouts": RolloutCollector}
+def collector_for(algorithm: Algorithm[object], config: object, num_envs: int, policy: Policy,
+                  max_policy_lag: int | None = None) -> Collector:
+    """The collector of ``algorithm.experience``; a policy or item shape that does not fit
+    it is a registration error, said here rather than in the first step."""
+    items = algorithm.items(config)
+    if algorithm.experience is Experience.TRANSITIONS:
+        if not isinstance(items, TransitionItems) or not isinstance(policy, TransitionPolicy):
+            raise TypeError(f"{algorithm.name}: transitions need TransitionItems and a "
+                            f"TransitionPolicy, got {items!r} and {type(policy).__name__}")
+        return TransitionCollector(items, num_envs, policy)
+    if not isinstance(items, RolloutItems) or not isinstance(policy, RolloutPolicy):
+        raise TypeError(f"{algorithm.name}: rollouts need RolloutItems and a RolloutPolicy, "
+                        f"got {items!r} and {type(policy).__name__}")
+    return RolloutCollector(items, num_envs, policy, max_policy_lag)

@@ -19,13 +19,13 @@ from torch import nn
 from shoal.algorithms.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
-    check_max_policy_lag,
     flat_rollouts,
-    observations,
+    rollout_items,
     rollout_table,
 )
-from shoal.algorithms.base import EnvSpec, StepResult, Weights
+from shoal.algorithms.base import Algorithm, EnvSpec, Experience, StepResult, Weights
 from shoal.algorithms.base import weights_of as module_weights
+from shoal.algorithms.networks import network_input
 
 OPTIMIZERS = ("rmsprop", "adam")
 
@@ -33,23 +33,28 @@ OPTIMIZERS = ("rmsprop", "adam")
 @dataclass
 class A2CConfig:
     learning_rate: float = 7e-4
+    """The optimizer's step size."""
     optimizer: str = "rmsprop"
     """rmsprop (alpha 0.99, eps 1e-5, as in the paper's code) or adam."""
     gamma: float = 0.99
+    """Discount per env step."""
     gae_lambda: float = 1.0
     """1: the n-step discounted return of the classic A2C; below 1: GAE."""
     rollout_length: int = 5
+    """T: env steps per rollout item (each item holds all of an actor's envs)."""
     entropy_coef: float = 0.01
+    """Weight of the entropy bonus."""
     value_coef: float = 0.5
+    """Weight of the value loss."""
     max_grad_norm: float = 0.5
+    """Gradient-norm clip."""
     normalize_advantages: bool = False
+    """Normalise advantages within each update."""
     hidden: tuple[int, ...] = (64, 64)
-    max_policy_lag: int | None = None
-    """None: synchronous (actors wait for each new version). K: asynchronous; actors keep
-    collecting and the learner leaves out rollouts more than K versions old."""
+    """Widths of the policy and value MLPs (vector observations; frames use the shared
+    Nature CNN)."""
 
     def __post_init__(self) -> None:
-        check_max_policy_lag(self.max_policy_lag)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, "
                              f"got {self.optimizer!r}")
@@ -73,7 +78,7 @@ class A2CLearner:
         flat, advantages, returns = flat_rollouts(batch, config.gamma, config.gae_lambda)
         if config.normalize_advantages and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        obs = observations(flat["obs"])
+        obs = network_input(flat["obs"])
         distribution, values = self.network.distribution_and_values(obs)
         actions = flat["action"] if self.network.discrete else flat["action"].float()
         policy_loss = -(distribution.log_prob(actions) * advantages).mean()
@@ -86,8 +91,8 @@ class A2CLearner:
         grad_norm = nn.utils.clip_grad_norm_(self.network.parameters(), config.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
-        return StepResult(metrics={
-            "loss": float(loss.detach()), "policy_loss": float(policy_loss.detach()),
+        return StepResult(loss=float(loss.detach()), metrics={
+            "policy_loss": float(policy_loss.detach()),
             "value_loss": float(value_loss.detach()), "entropy": float(entropy.detach()),
             "grad_norm": float(grad_norm)})
 
@@ -104,26 +109,15 @@ class A2CLearner:
         self.updates = int(state["updates"])
 
 
-class A2C:
-    name = "a2c"
-    action_spaces = ("discrete", "box")
-    config_type = A2CConfig
-    experience = "rollouts"
-    publish_every = 1
-
-    @staticmethod
-    def table(config: A2CConfig, spec: EnvSpec, num_envs: int) -> dict[str, Any]:
-        return rollout_table(config.rollout_length, spec, num_envs)
-
-    @staticmethod
-    def batch_size(config: A2CConfig, num_actors: int) -> int:
-        return num_actors
-
-    @staticmethod
-    def make_policy(config: A2CConfig, spec: EnvSpec, actor_index: int, num_actors: int,
-                    seed: int = 0) -> ActorCriticPolicy:
-        return ActorCriticPolicy(spec, config.hidden, seed)
-
-    @staticmethod
-    def make_learner(config: A2CConfig, spec: EnvSpec, device: torch.device) -> A2CLearner:
-        return A2CLearner(config, spec, device)
+ALGORITHM = Algorithm(
+    name="a2c",
+    config_type=A2CConfig,
+    experience=Experience.ROLLOUTS,
+    action_spaces=frozenset({"discrete", "box"}),
+    publish_every=1,
+    items=rollout_items,
+    batch_size=lambda config, num_actors: num_actors,  # one rollout from each actor
+    table=rollout_table,
+    make_policy=ActorCriticPolicy.of_config,
+    make_learner=A2CLearner,
+)

@@ -5,21 +5,23 @@ and value targets."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from shoal.algorithms.base import EnvSpec, PolicyStep, Weights, load_weights
+from shoal.algorithms.base import EnvSpec, PolicyStep, RolloutItems, Weights, load_weights
 from shoal.algorithms.networks import (
     NatureTorso,
     is_image,
+    network_input,
     orthogonal_init,
     torso_and_head,
 )
 from shoal.algorithms.returns import advantages_and_returns
+from shoal.protos.tables import FieldSpec, TableSpec
 
 
 class ActorCritic(nn.Module):
@@ -75,17 +77,6 @@ class ActorCritic(nn.Module):
         return self._distribution(self.policy(inputs)), self.value(inputs).squeeze(-1)
 
 
-def check_max_policy_lag(max_policy_lag: int | None) -> None:
-    """PPO's and A2C's ``max_policy_lag``: None (synchronous) or K >= 0 versions."""
-    if max_policy_lag is not None and max_policy_lag < 0:
-        raise ValueError(f"max_policy_lag: expected >= 0, got {max_policy_lag}")
-
-
-def observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
-    tensor = torch.as_tensor(array)
-    return tensor if tensor.dtype == torch.uint8 else tensor.float()
-
-
 FRAME_COMPRESSION = "zstd"
 """How a rollout's frames travel and are stored: one zstd frame per rollout item. An item's
 frames are laid out [T, E, 4, 84, 84], so an env's next frame stack (3 of its 4 frames
@@ -94,27 +85,32 @@ rollouts (64 steps x 4 envs) zstd stored 100 B per env step against lz4's 419 (2
 67x raw), compressing at 3.3 GB/s and decompressing at 4.5 GB/s (lz4: 6.8 and 1.0)."""
 
 
-def rollout_table(rollout_length: int, spec: EnvSpec, num_envs: int,
-                  max_rollouts: int = 64) -> dict[str, Any]:
+class RolloutConfig(Protocol):
+    """What the rollout table and the actors' rollouts read of PPO's and A2C's configs."""
+
+    rollout_length: int
+    hidden: tuple[int, ...]
+
+
+def rollout_items(config: RolloutConfig) -> RolloutItems:
+    return RolloutItems(config.rollout_length)
+
+
+def rollout_table(config: RolloutConfig, spec: EnvSpec, num_envs: int,
+                  max_rollouts: int = 64) -> TableSpec:
     """A FIFO queue of rollouts, each [T, E, ...], sampled once."""
-    steps = [rollout_length, num_envs]
-    obs: dict[str, Any] = {"dtype": spec.observation_dtype,
-                           "shape": [*steps, *spec.observation_shape]}
-    if is_image(spec):
-        obs["compression"] = FRAME_COMPRESSION
-    action = ({"dtype": "int64", "shape": steps} if spec.discrete
-              else {"dtype": "float32", "shape": [*steps, *spec.action_shape]})
-    scalar = {"dtype": "float32", "shape": steps}
-    return {
-        "name": "rollouts", "queue": True, "max_size": max_rollouts,
-        "signature": {
-            "obs": obs, "action": action, "reward": scalar,
-            "terminated": {"dtype": "bool", "shape": steps},
-            "truncated": {"dtype": "bool", "shape": steps},
-            "log_prob": scalar, "value": scalar, "next_value": scalar,
-            "version": {"dtype": "int64", "shape": steps},
-        },
-    }
+    steps = (config.rollout_length, num_envs)
+    obs = FieldSpec(spec.observation_dtype, (*steps, *spec.observation_shape),
+                    FRAME_COMPRESSION if is_image(spec) else "none")
+    action = (FieldSpec("int64", steps) if spec.discrete
+              else FieldSpec("float32", (*steps, *spec.action_shape)))
+    scalar = FieldSpec("float32", steps)
+    return TableSpec.queue("rollouts", max_rollouts, {
+        "obs": obs, "action": action, "reward": scalar,
+        "terminated": FieldSpec("bool", steps), "truncated": FieldSpec("bool", steps),
+        "log_prob": scalar, "value": scalar, "next_value": scalar,
+        "version": FieldSpec("int64", steps),
+    })
 
 
 class ActorCriticPolicy:
@@ -126,9 +122,15 @@ class ActorCriticPolicy:
         self.network = ActorCritic(spec, hidden)
         self._generator = torch.Generator().manual_seed(seed)
 
+    @classmethod
+    def of_config(cls, config: RolloutConfig, spec: EnvSpec, actor_index: int,
+                  num_actors: int, seed: int = 0) -> ActorCriticPolicy:
+        """The registry's policy factory: every actor samples alike (seeded apart)."""
+        return cls(spec, config.hidden, seed)
+
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> PolicyStep:
-        distribution, values = self.network.distribution_and_values(observations(obs))
+        distribution, values = self.network.distribution_and_values(network_input(obs))
         if self.network.discrete:
             probs = distribution.probs  # type: ignore[attr-defined]
             actions = torch.multinomial(probs, 1, generator=self._generator).squeeze(1)
@@ -143,7 +145,7 @@ class ActorCriticPolicy:
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """The most likely action (the mean, for Box actions): what ``shoal eval`` plays."""
-        distribution = self.network.distribution(observations(obs))
+        distribution = self.network.distribution(network_input(obs))
         if self.network.discrete:
             return distribution.probs.argmax(dim=1).numpy()  # type: ignore[attr-defined]
         return distribution.base_dist.loc.numpy()  # type: ignore[attr-defined]
@@ -151,7 +153,7 @@ class ActorCriticPolicy:
     @torch.no_grad()
     def values(self, obs: np.ndarray) -> np.ndarray:
         """V(obs), for bootstrapping at truncations and at the end of a rollout."""
-        return self.network.values(observations(obs)).numpy()
+        return self.network.values(network_input(obs)).numpy()
 
     def load(self, weights: Weights, version: int) -> None:
         load_weights(self.network, weights)

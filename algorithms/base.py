@@ -1,12 +1,15 @@
 """The few interfaces every algorithm satisfies, in the spirit of ``acme/core.py``.
 
-An algorithm module exposes an ``Algorithm``: a name, a config dataclass, the replay table
-it needs, the policy actors run and the learner step the learner runs. How they meet::
+An algorithm module ends with one ``Algorithm`` (``ALGORITHM = Algorithm(...)``): data
+naming its config type, the kind of experience its actors collect, the action spaces it
+acts in, and the functions that make its replay table, policy and learner. The registry
+(``registry.py``) lists them; nothing else needs to know an algorithm's names. How they
+meet::
 
     algorithm = ALGORITHMS["dqn"]
     config = algorithm.config_type()                      # defaults that solve CartPole
-    table = algorithm.table(config, spec)                 # -> the replay service's config
-    policy = algorithm.make_policy(config, spec, actor_index=i, num_actors=n)  # CPU
+    table = algorithm.table(config, spec, num_envs)       # -> the replay service's table
+    policy = algorithm.make_policy(config, spec, i, n, seed)  # actor i of n, on the CPU
     learner = algorithm.make_learner(config, spec, device)
 
     # actor process                                       # learner process
@@ -14,21 +17,27 @@ it needs, the policy actors run and the learner step the learner runs. How they 
         if new_weights: policy.load(weights, version)         batch = next(prefetched)
         step = policy.act(observations)                       result = learner.step(batch)
         ...step the env, hand (obs, step, reward) to            send result.priorities
-        the algorithm's adder, which writes items ...           publish learner.weights()
+        the collector of algorithm.experience, which            publish learner.weights()
+        cuts items as algorithm.items(config) says ...
 
 Weights travel as a dict of numpy arrays (``Weights``) so the wire never sees torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
 
+from shoal.protos.tables import TableSpec
+
 Weights = dict[str, np.ndarray]
+ActionSpace = Literal["discrete", "box"]
+
 
 
 @dataclass(frozen=True)
@@ -46,27 +55,90 @@ class EnvSpec:
     def discrete(self) -> bool:
         return self.num_actions is not None
 
+    @property
+    def action_space(self) -> ActionSpace:
+        return "discrete" if self.discrete else "box"
 
-class PolicyStep(NamedTuple):
+
+class Experience(enum.Enum):
+    """What actors collect for an algorithm: it picks their collector, and whether a run
+    may change its actor count while it goes."""
+
+    TRANSITIONS = "transitions"
+    """n-step transitions, each its own item, many per Insert message (off-policy)."""
+    ROLLOUTS = "rollouts"
+    """T steps of every env of an actor as one item, each update one per actor
+    (on-policy): the actor count is fixed for the run."""
+
+
+@dataclass(frozen=True)
+class TransitionItems:
+    """How an actor cuts its steps into transitions (``Experience.TRANSITIONS``)."""
+
+    n_step: int              # rewards summed before bootstrapping
+    gamma: float             # their discount
+    items_per_message: int   # transitions per Insert message
+
+
+@dataclass(frozen=True)
+class RolloutItems:
+    """How an actor cuts its steps into rollouts (``Experience.ROLLOUTS``)."""
+
+    length: int              # T: env steps per rollout item
+
+
+@dataclass(frozen=True)
+class PolicyStep:
     actions: np.ndarray                          # one per env
-    extras: dict[str, np.ndarray] = {}           # per env: q-values, log-probs, values, ...
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Per env, what the policy knew when it acted and its algorithm needs later: the
+    behaviour log-prob and value (rollouts), Q(s, a) for initial priorities (DQN). The
+    collector carries them beside the items without knowing their names."""
 
 
+@runtime_checkable
 class Policy(Protocol):
-    """What an actor runs, on the CPU, on a batch of observations (one per env)."""
+    """What an actor runs, on the CPU, on a batch of observations (one per env), and what
+    ``shoal eval`` plays."""
 
     version: int
 
     def act(self, observations: np.ndarray) -> PolicyStep: ...
+    def greedy(self, observations: np.ndarray) -> np.ndarray: ...
     def load(self, weights: Weights, version: int) -> None: ...
 
 
-@dataclass
+@runtime_checkable
+class TransitionPolicy(Policy, Protocol):
+    """A policy whose actors collect transitions."""
+
+    def initial_priorities(self, items: Mapping[str, np.ndarray],
+                           extras: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Priorities of new items (Ape-X), from the items and the extras of the steps
+        they start at; None: the table gives them its largest priority."""
+        ...
+
+
+@runtime_checkable
+class RolloutPolicy(Policy, Protocol):
+    """A policy whose actors collect rollouts: they bootstrap from its values at
+    truncations and at the end of each rollout."""
+
+    def values(self, observations: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
 class StepResult:
-    metrics: dict[str, float] = field(default_factory=dict)   # losses, mean q, ...
+    """One update's outcome. ``loss`` is what the run logs and exports as the learner's
+    loss; ``metrics`` are the algorithm's other figures (each ``*loss`` term is exported
+    as one)."""
+
+    loss: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
     priorities: np.ndarray | None = None                       # new priorities, per item
 
 
+@runtime_checkable
 class Learner(Protocol):
     """What the learner process runs on each batch (already on its device)."""
 
@@ -79,25 +151,41 @@ class Learner(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
-class Algorithm(Protocol):
+Config = TypeVar("Config")
+Config_contra = TypeVar("Config_contra", contravariant=True)
+
+
+class TableFactory(Protocol[Config_contra]):
+    def __call__(self, config: Config_contra, spec: EnvSpec, num_envs: int) -> TableSpec:
+        """The replay table; ``num_envs`` per actor, for items that hold all of an
+        actor's envs."""
+        ...
+
+
+class PolicyFactory(Protocol[Config_contra]):
+    def __call__(self, config: Config_contra, spec: EnvSpec, actor_index: int,
+                 num_actors: int, seed: int) -> Policy: ...
+
+
+class LearnerFactory(Protocol[Config_contra]):
+    def __call__(self, config: Config_contra, spec: EnvSpec,
+                 device: torch.device) -> Learner: ...
+
+
+@dataclass(frozen=True)
+class Algorithm(Generic[Config]):
+    """An algorithm as data: one per algorithm module, one line in the registry."""
+
     name: str
-    config_type: type
-    experience: str      # "transitions" or "rollouts": what actors collect for it
-    action_spaces: tuple[str, ...]  # "discrete" and/or "box": what it can act in
-    publish_every: int   # updates between weight versions
-
-    def table(self, config: Any, spec: EnvSpec, num_envs: int) -> dict[str, Any]:
-        """The replay table, in the replay service's config format (``tables:`` entry);
-        ``num_envs`` per actor, for items that hold all of an actor's envs."""
-        ...
-
-    def batch_size(self, config: Any, num_actors: int) -> int:
-        """Items per learner update."""
-        ...
-
-    def make_policy(self, config: Any, spec: EnvSpec, actor_index: int,
-                    num_actors: int) -> Policy: ...
-    def make_learner(self, config: Any, spec: EnvSpec, device: torch.device) -> Learner: ...
+    config_type: type[Config]
+    experience: Experience
+    action_spaces: frozenset[ActionSpace]
+    publish_every: int                       # updates between weight versions
+    items: Callable[[Config], TransitionItems | RolloutItems]
+    batch_size: Callable[[Config, int], int]  # items per update, given the actor count
+    table: TableFactory[Config]
+    make_policy: PolicyFactory[Config]
+    make_learner: LearnerFactory[Config]
 
 
 def weights_of(module: torch.nn.Module) -> Weights:

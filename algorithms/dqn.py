@@ -20,9 +20,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shoal.algorithms.base import EnvSpec, PolicyStep, StepResult, Weights, load_weights
+from shoal.algorithms.base import (
+    Algorithm,
+    EnvSpec,
+    Experience,
+    PolicyStep,
+    StepResult,
+    TransitionItems,
+    Weights,
+    load_weights,
+)
 from shoal.algorithms.base import weights_of as module_weights
-from shoal.algorithms.networks import is_image, torso_and_head
+from shoal.algorithms.networks import network_input, torso_and_head
+from shoal.algorithms.transitions import annealed_beta, importance_weights, transition_table
+from shoal.protos.tables import FieldSpec, Prioritized, TableSpec
 
 
 @dataclass
@@ -50,16 +61,17 @@ class DQNConfig:
     """Transitions per update."""
     buffer_size: int = 100_000
     """Replay table capacity (oldest transitions go first)."""
-    learning_starts: int = 500
-    """Transitions stored before the first update."""
+    min_size_to_sample: int = 500
+    """Transitions stored before the first update (the rate limiter's)."""
     samples_per_insert: float = 32.0
     """Sampled transitions per inserted one: the update-to-data ratio, held by the
     replay service's rate limiter whatever the number of actors (32 = one update of
     batch 256 every 8 env steps)."""
-    ratio_tolerance: int = 2048
-    """Inserted transitions either side may run ahead of samples_per_insert before the
-    rate limiter makes it wait; a few Insert messages' worth, so actors and learner do
-    not take turns waiting for each other's next message."""
+    error_buffer: float = 65_536.0
+    """Sampled transitions either side may run ahead of samples_per_insert before the
+    rate limiter makes it wait (Reverb's error_buffer): 65,536 is 2,048 inserted
+    transitions at 32 samples per insert, a few Insert messages' worth, so actors and
+    learner do not take turns waiting for each other's next message."""
     items_per_message: int = 256
     """Transitions per Insert message; an actor keeps at most four messages sent but not
     yet stored by the replay service."""
@@ -97,39 +109,17 @@ def q_network(spec: EnvSpec, config: DQNConfig) -> nn.Module:
     return torso_and_head(spec, config.hidden, spec.num_actions)
 
 
-def observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Frames stay uint8 (the CNN scales them); vectors become float32."""
-    tensor = torch.as_tensor(array)
-    return tensor if tensor.dtype == torch.uint8 else tensor.float()
-
-
 # ------------------------------------------------------------------------ the replay table
 
 
-def table(config: DQNConfig, spec: EnvSpec) -> dict[str, Any]:
-    """Prioritized n-step transitions; the rate limiter holds samples per insert."""
-    obs = {"dtype": spec.observation_dtype, "shape": list(spec.observation_shape)}
-    if is_image(spec):
-        obs["compression"] = "lz4"
-    return {
-        "name": "transitions",
-        "max_size": config.buffer_size,
-        "selector": {"type": "prioritized", "alpha": config.priority_alpha},
-        "rate_limiter": {
-            "type": "sample_to_insert_ratio",
-            "samples_per_insert": config.samples_per_insert,
-            "min_size_to_sample": config.learning_starts,
-            "error_buffer": config.samples_per_insert * config.ratio_tolerance,
-        },
-        "signature": {
-            "obs": obs,
-            "action": {"dtype": "int64", "shape": []},
-            "reward": {"dtype": "float32", "shape": []},       # discounted n-step sum
-            "next_obs": obs,                                    # the observation n later
-            "discount": {"dtype": "float32", "shape": []},     # gamma^k, 0 if terminal
-            "version": {"dtype": "int64", "shape": []},        # policy that acted
-        },
-    }
+def table(config: DQNConfig, spec: EnvSpec, num_envs: int = 1) -> TableSpec:
+    """Prioritized n-step transitions, one per item whatever the envs; the rate limiter
+    holds samples per insert."""
+    return transition_table(
+        spec, FieldSpec("int64"), max_size=config.buffer_size,
+        selector=Prioritized(config.priority_alpha),
+        samples_per_insert=config.samples_per_insert,
+        min_size_to_sample=config.min_size_to_sample, error_buffer=config.error_buffer)
 
 
 # ------------------------------------------------------------------------------ actors
@@ -149,8 +139,9 @@ def td_priorities(q_taken: np.ndarray, rewards: np.ndarray, discounts: np.ndarra
 
 
 class DQNPolicy:
-    """Epsilon-greedy over the actor's CPU copy of the online network. Extras carry every
-    action's Q-value, from which the adder computes Ape-X initial priorities."""
+    """Epsilon-greedy over the actor's CPU copy of the online network. Extras carry
+    Q(s, a) of the action taken, from which ``initial_priorities`` scores the transition
+    that starts there (Ape-X)."""
 
     def __init__(self, config: DQNConfig, spec: EnvSpec, actor_index: int, num_actors: int,
                  seed: int = 0) -> None:
@@ -169,24 +160,25 @@ class DQNPolicy:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> PolicyStep:
-        q_values = self._network(observations(obs)).numpy()
+        q_values = self._network(network_input(obs)).numpy()
         actions = q_values.argmax(axis=1)
         explore = self._rng.random(len(actions)) < self.epsilon
         actions[explore] = self._rng.integers(0, self._num_actions, int(explore.sum()))
         self.steps += 1
-        return PolicyStep(actions, {"q_values": q_values})
+        return PolicyStep(actions, {"q_taken": q_values[np.arange(len(actions)), actions]})
 
     @torch.no_grad()
-    def initial_priorities(self, items: Mapping[str, np.ndarray]) -> np.ndarray:
+    def initial_priorities(self, items: Mapping[str, np.ndarray],
+                           extras: Mapping[str, np.ndarray]) -> np.ndarray:
         """Ape-X: each transition's TD error under this actor's network, computed here so
         the learner never has to score new data."""
-        next_q_max = self._network(observations(items["next_obs"])).max(dim=1).values.numpy()
-        return td_priorities(items["q_taken"], items["reward"], items["discount"],
+        next_q_max = self._network(network_input(items["next_obs"])).max(dim=1).values.numpy()
+        return td_priorities(extras["q_taken"], items["reward"], items["discount"],
                              next_q_max, self.config.priority_epsilon)
 
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return self._network(observations(obs)).numpy().argmax(axis=1)
+        return self._network(network_input(obs)).numpy().argmax(axis=1)
 
     def load(self, weights: Weights, version: int) -> None:
         load_weights(self._network, weights)
@@ -209,11 +201,6 @@ def double_q_targets(rewards: torch.Tensor, discounts: torch.Tensor,
     return rewards + discounts * next_q_target.gather(1, best).squeeze(1)
 
 
-def importance_weights(probabilities: torch.Tensor, beta: float) -> torch.Tensor:
-    """(N P_i)^-beta / max_j (N P_j)^-beta == (min_j P_j / P_i)^beta: N cancels."""
-    return (probabilities.min() / probabilities) ** beta
-
-
 class DQNLearner:
     def __init__(self, config: DQNConfig, spec: EnvSpec, device: torch.device) -> None:
         self.config = config
@@ -231,11 +218,11 @@ class DQNLearner:
 
     @property
     def beta(self) -> float:
-        fraction = min(1.0, self.updates / max(1, self.config.beta_anneal_updates))
-        return self.config.priority_beta + fraction * (1.0 - self.config.priority_beta)
+        return annealed_beta(self.config.priority_beta, self.updates,
+                             self.config.beta_anneal_updates)
 
     def step(self, batch: Mapping[str, torch.Tensor], probabilities: torch.Tensor) -> StepResult:
-        obs, next_obs = observations(batch["obs"]), observations(batch["next_obs"])
+        obs, next_obs = network_input(batch["obs"]), network_input(batch["next_obs"])
         # one online pass over s and s' together: half the calls for the same arithmetic
         q_online = self.online(torch.cat([obs, next_obs]))
         q, next_q_online = q_online[:len(obs)], q_online[len(obs):].detach()
@@ -258,7 +245,8 @@ class DQNLearner:
 
         priorities = td_error.detach().abs().cpu().numpy() + self.config.priority_epsilon
         return StepResult(
-            metrics={"loss": float(loss.detach()), "q_mean": float(q_taken.detach().mean()),
+            loss=float(loss.detach()),
+            metrics={"q_mean": float(q_taken.detach().mean()),
                      "grad_norm": float(grad_norm), "beta": self.beta,
                      "learning_rate": self.schedule.get_last_lr()[0]},
             priorities=priorities.astype(np.float64))
@@ -282,26 +270,15 @@ class DQNLearner:
 # ------------------------------------------------------------------------ registration
 
 
-class DQN:
-    name = "dqn"
-    action_spaces = ("discrete",)
-    config_type = DQNConfig
-    experience = "transitions"   # the actors' collector (actors/collectors.py)
-    publish_every = 10           # updates between weight versions
-
-    @staticmethod
-    def table(config: DQNConfig, spec: EnvSpec, num_envs: int = 1) -> dict[str, Any]:
-        return table(config, spec)  # one transition per item, whatever the envs
-
-    @staticmethod
-    def batch_size(config: DQNConfig, num_actors: int) -> int:
-        return config.batch_size
-
-    @staticmethod
-    def make_policy(config: DQNConfig, spec: EnvSpec, actor_index: int, num_actors: int,
-                    seed: int = 0) -> DQNPolicy:
-        return DQNPolicy(config, spec, actor_index, num_actors, seed)
-
-    @staticmethod
-    def make_learner(config: DQNConfig, spec: EnvSpec, device: torch.device) -> DQNLearner:
-        return DQNLearner(config, spec, device)
+ALGORITHM = Algorithm(
+    name="dqn",
+    config_type=DQNConfig,
+    experience=Experience.TRANSITIONS,
+    action_spaces=frozenset({"discrete"}),
+    publish_every=10,
+    items=lambda config: TransitionItems(config.n_step, config.gamma, config.items_per_message),
+    batch_size=lambda config, num_actors: config.batch_size,
+    table=table,
+    make_policy=DQNPolicy,
+    make_learner=DQNLearner,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -63,6 +64,13 @@ class NatureTorso(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.body(scaled(frames))
+
+
+def network_input(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Observations as the networks take them: frames stay uint8 (the CNN scales them, and
+    they stay 4x smaller than floats on the way to the device); vectors become float32."""
+    tensor = torch.as_tensor(array)
+    return tensor if tensor.dtype == torch.uint8 else tensor.float()
 
 
 def is_image(spec: EnvSpec) -> bool:

@@ -24,13 +24,13 @@ from torch import nn
 from shoal.algorithms.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
-    check_max_policy_lag,
     flat_rollouts,
-    observations,
+    rollout_items,
     rollout_table,
 )
-from shoal.algorithms.base import EnvSpec, StepResult, Weights
+from shoal.algorithms.base import Algorithm, EnvSpec, Experience, StepResult, Weights
 from shoal.algorithms.base import weights_of as module_weights
+from shoal.algorithms.networks import network_input
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
 
@@ -47,30 +47,39 @@ class PPOConfig:
     anneal_updates: int = 0
     """Updates over which the step size falls to 0 (0: constant)."""
     gamma: float = 0.98
+    """Discount per env step."""
     gae_lambda: float = 0.8
+    """GAE's lambda: 1 is the discounted return minus the value, 0 the one-step TD
+    error."""
     rollout_length: int = 32
     """T: env steps per rollout item (each item holds all of an actor's envs)."""
     update_epochs: int = 20
+    """Passes over each update's rollouts."""
     num_minibatches: int = 2
+    """Minibatches per pass, of B*T*E / num_minibatches steps each."""
     objective: str = "clip"
     """clip | kl_adaptive | kl_fixed | none (the plain policy gradient with ratio)."""
     clip_coef: float = 0.2
+    """epsilon of the clipped surrogate (clip), and of the value clip."""
     kl_beta: float = 1.0
     """Initial KL penalty coefficient (kl_* objectives)."""
     kl_target: float = 0.01
     """kl_adaptive: beta halves when KL < target / 1.5 and doubles when KL > 1.5 target."""
     clip_value_loss: bool = True
+    """Clip the value update around the behaviour values, as baselines' PPO2 does."""
     entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
     value_coef: float = 0.5
+    """Weight of the value loss."""
     max_grad_norm: float = 0.5
+    """Gradient-norm clip."""
     normalize_advantages: bool = True
+    """Normalise advantages within each minibatch."""
     hidden: tuple[int, ...] = (64, 64)
-    max_policy_lag: int | None = None
-    """None: synchronous (actors wait for each new version). K: asynchronous; actors keep
-    collecting and the learner leaves out rollouts more than K versions old."""
+    """Widths of the policy and value MLPs (vector observations; frames use the shared
+    Nature CNN)."""
 
     def __post_init__(self) -> None:
-        check_max_policy_lag(self.max_policy_lag)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective: expected one of {list(OBJECTIVES)}, "
                              f"got {self.objective!r}")
@@ -158,15 +167,16 @@ class PPOLearner:
         if config.objective == "kl_adaptive":
             self.kl_beta = adapt_kl_beta(self.kl_beta, summary["approx_kl"], config.kl_target)
         self.updates += 1
-        summary.update(loss=summary["policy_loss"] + config.value_coef * summary["value_loss"],
-                       kl_beta=self.kl_beta, learning_rate=learning_rate)
-        return StepResult(metrics=summary)
+        summary.update(kl_beta=self.kl_beta, learning_rate=learning_rate)
+        return StepResult(
+            loss=summary["policy_loss"] + config.value_coef * summary["value_loss"],
+            metrics=summary)
 
     def _minibatch(self, flat: Mapping[str, torch.Tensor], advantages: torch.Tensor,
                    returns: torch.Tensor, index: torch.Tensor,
                    metrics: dict[str, list[torch.Tensor]]) -> None:
         config = self.config
-        obs = observations(flat["obs"][index])
+        obs = network_input(flat["obs"][index])
         distribution, values = self.network.distribution_and_values(obs)
         actions = flat["action"][index]
         new_log_prob = distribution.log_prob(actions if self.network.discrete
@@ -223,26 +233,15 @@ class PPOLearner:
 # ------------------------------------------------------------------------ registration
 
 
-class PPO:
-    name = "ppo"
-    action_spaces = ("discrete", "box")
-    config_type = PPOConfig
-    experience = "rollouts"
-    publish_every = 1   # synchronous: every update is the next version the actors wait for
-
-    @staticmethod
-    def table(config: PPOConfig, spec: EnvSpec, num_envs: int) -> dict[str, Any]:
-        return rollout_table(config.rollout_length, spec, num_envs)
-
-    @staticmethod
-    def batch_size(config: PPOConfig, num_actors: int) -> int:
-        return num_actors  # one rollout from each actor per update
-
-    @staticmethod
-    def make_policy(config: PPOConfig, spec: EnvSpec, actor_index: int, num_actors: int,
-                    seed: int = 0) -> ActorCriticPolicy:
-        return ActorCriticPolicy(spec, config.hidden, seed)
-
-    @staticmethod
-    def make_learner(config: PPOConfig, spec: EnvSpec, device: torch.device) -> PPOLearner:
-        return PPOLearner(config, spec, device)
+ALGORITHM = Algorithm(
+    name="ppo",
+    config_type=PPOConfig,
+    experience=Experience.ROLLOUTS,
+    action_spaces=frozenset({"discrete", "box"}),
+    publish_every=1,  # synchronous: every update is the next version the actors wait for
+    items=rollout_items,
+    batch_size=lambda config, num_actors: num_actors,  # one rollout from each actor
+    table=rollout_table,
+    make_policy=ActorCriticPolicy.of_config,
+    make_learner=PPOLearner,
+)

@@ -1,12 +1,27 @@
-"""The algorithms ``shoal train --algo`` knows. Adding one: a file, and a line here."""
+"""The algorithms ``shoal train --algo`` knows, by module. Adding one: a file in this
+folder that ends with ``ALGORITHM = Algorithm(...)``, and its name in ``MODULES``."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from shoal.algorithms.a2c import A2C
-from shoal.algorithms.dqn import DQN
-from shoal.algorithms.ppo import PPO
-from shoal.algorithms.sac import SAC
+from shoal.algorithms.base import Algorithm
 
-ALGORITHMS: dict[str, Any] = {DQN.name: DQN, PPO.name: PPO, A2C.name: A2C, SAC.name: SAC}
+MODULES = (
+    "dqn",   # Double DQN, prioritized n-step replay, Ape-X exploration
+    "ppo",   # PPO: clipped surrogate or KL penalty, GAE
+    "a2c",   # synchronous advantage actor-critic
+    "sac",   # soft actor-critic, Box actions
+)
+
+
+def _load(module: str) -> Algorithm[Any]:
+    algorithm = getattr(importlib.import_module(f"shoal.algorithms.{module}"), "ALGORITHM", None)
+    if not isinstance(algorithm, Algorithm) or algorithm.name != module:
+        raise TypeError(f"shoal.algorithms.{module}: expected ALGORITHM = Algorithm(name="
+                        f"{module!r}, ...), got {algorithm!r}")
+    return algorithm
+
+
+ALGORITHMS: dict[str, Algorithm[Any]] = {module: _load(module) for module in MODULES}

@@ -33,10 +33,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shoal.algorithms.base import EnvSpec, PolicyStep, StepResult, Weights, load_weights
+from shoal.algorithms.base import (
+    Algorithm,
+    EnvSpec,
+    Experience,
+    PolicyStep,
+    StepResult,
+    TransitionItems,
+    Weights,
+    load_weights,
+)
 from shoal.algorithms.base import weights_of as module_weights
-from shoal.algorithms.dqn import importance_weights
 from shoal.algorithms.networks import is_image, mlp
+from shoal.algorithms.transitions import annealed_beta, importance_weights, transition_table
+from shoal.protos.tables import FieldSpec, Prioritized, TableSpec, Uniform
 
 LOG_STD_MIN = -5.0
 """The policy's log standard deviation is squashed into [LOG_STD_MIN, LOG_STD_MAX]: below,
@@ -66,16 +76,17 @@ class SACConfig:
     """Transitions per update."""
     buffer_size: int = 1_000_000
     """Replay table capacity (oldest transitions go first)."""
-    learning_starts: int = 1_000
-    """Env steps of uniformly random actions in the whole run (shared among the actors)
-    before the policy acts, and transitions stored before the first update (the table's
-    min_size_to_sample)."""
+    min_size_to_sample: int = 1_000
+    """Transitions stored before the first update (the rate limiter's), which are also the
+    run's env steps of uniformly random actions (shared among the actors) before the policy
+    acts: the learner starts on data no untrained policy would choose."""
     samples_per_insert: float = 256.0
     """Sampled transitions per inserted one: one update of batch 256 per env step, as in
     the paper, held by the replay service's rate limiter whatever the number of actors."""
-    ratio_tolerance: int = 256
-    """Inserted transitions either side may run ahead of samples_per_insert before the
-    rate limiter makes it wait. Pendulum is solved in ~10k env steps, so every transition
+    error_buffer: float = 65_536.0
+    """Sampled transitions either side may run ahead of samples_per_insert before the
+    rate limiter makes it wait (Reverb's error_buffer): 65,536 is 256 inserted transitions
+    at 256 samples per insert. Pendulum is solved in ~10k env steps, so every transition
     the actors run ahead is a noticeable share of the run collected by a stale policy."""
     items_per_message: int = 16
     """Transitions per Insert message; each actor keeps at most four messages sent but not
@@ -110,8 +121,9 @@ class SACConfig:
             raise ValueError(f"tau: expected in (0, 1], got {self.tau}")
         if self.n_step < 1:
             raise ValueError(f"n_step: expected >= 1, got {self.n_step}")
-        if self.learning_starts < 1:
-            raise ValueError(f"learning_starts: expected >= 1, got {self.learning_starts}")
+        if self.min_size_to_sample < 1:
+            raise ValueError(f"min_size_to_sample: expected >= 1, got "
+                             f"{self.min_size_to_sample}")
         if not self.initial_alpha > 0.0:
             raise ValueError(f"initial_alpha: expected > 0, got {self.initial_alpha}")
 
@@ -185,8 +197,8 @@ def observation_size(spec: EnvSpec) -> int:
     return int(np.prod(spec.observation_shape))
 
 
-def observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """[B, ...] observations as float32 rows [B, D]."""
+def flat_observations(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """[B, ...] observations as float32 rows [B, D]: what the MLPs on [obs, action] take."""
     tensor = torch.as_tensor(array).float()
     return tensor.reshape(len(tensor), -1)
 
@@ -250,32 +262,16 @@ class TwinQ(nn.Module):
 # ------------------------------------------------------------------------ the replay table
 
 
-def table(config: SACConfig, spec: EnvSpec) -> dict[str, Any]:
-    """DQN's transitions with a float action in env units; sampled uniformly (or by
-    priority), the oldest evicted first at capacity (the table's only remover), and the
-    rate limiter holding samples per insert."""
-    obs = {"dtype": spec.observation_dtype, "shape": list(spec.observation_shape)}
-    selector = ({"type": "prioritized", "alpha": config.priority_alpha} if config.prioritized
-                else {"type": "uniform"})
-    return {
-        "name": "transitions",
-        "max_size": config.buffer_size,
-        "selector": selector,
-        "rate_limiter": {
-            "type": "sample_to_insert_ratio",
-            "samples_per_insert": config.samples_per_insert,
-            "min_size_to_sample": config.learning_starts,
-            "error_buffer": config.samples_per_insert * config.ratio_tolerance,
-        },
-        "signature": {
-            "obs": obs,
-            "action": {"dtype": "float32", "shape": list(spec.action_shape)},
-            "reward": {"dtype": "float32", "shape": []},       # discounted n-step sum
-            "next_obs": obs,                                    # the observation n later
-            "discount": {"dtype": "float32", "shape": []},     # gamma^k, 0 if terminal
-            "version": {"dtype": "int64", "shape": []},        # policy that acted
-        },
-    }
+def table(config: SACConfig, spec: EnvSpec, num_envs: int = 1) -> TableSpec:
+    """DQN's transitions with a float action in env units, one per item whatever the envs;
+    sampled uniformly (or by priority), the oldest evicted first at capacity, and the rate
+    limiter holding samples per insert."""
+    check_spec(spec)
+    selector = Prioritized(config.priority_alpha) if config.prioritized else Uniform()
+    return transition_table(
+        spec, FieldSpec("float32", spec.action_shape), max_size=config.buffer_size,
+        selector=selector, samples_per_insert=config.samples_per_insert,
+        min_size_to_sample=config.min_size_to_sample, error_buffer=config.error_buffer)
 
 
 # ------------------------------------------------------------------------------ actors
@@ -283,7 +279,7 @@ def table(config: SACConfig, spec: EnvSpec) -> dict[str, Any]:
 
 class SACPolicy:
     """Samples from the squashed Gaussian on the actor's CPU copy of the policy, after
-    its share of ``learning_starts`` env steps of uniformly random actions (which fill the
+    its share of ``min_size_to_sample`` env steps of uniformly random actions (which fill the
     table with data no untrained policy would choose; shared, so that more actors do not
     mean a longer random phase). Actions are in env units and inside the Box.
 
@@ -296,7 +292,7 @@ class SACPolicy:
         self.config = config
         self.version = 0
         self.env_steps = 0
-        self.random_steps = -(-config.learning_starts // max(1, num_actors))  # ceiling
+        self.random_steps = -(-config.min_size_to_sample // max(1, num_actors))  # ceiling
         self.actor = SquashedGaussianActor(spec, config.hidden)
         self._low = np.asarray(spec.action_low, np.float32).reshape(spec.action_shape)
         self._high = np.asarray(spec.action_high, np.float32).reshape(spec.action_shape)
@@ -316,12 +312,13 @@ class SACPolicy:
             actions = self._rng.uniform(self._low, self._high,
                                         size=(envs, *self._low.shape)).astype(np.float32)
         else:
-            sampled, _ = self.actor.sample(observations(obs), self._generator)
+            sampled, _ = self.actor.sample(flat_observations(obs), self._generator)
             actions = sampled.numpy().reshape(envs, *self._low.shape)
         self.env_steps += envs
         return PolicyStep(actions)
 
-    def initial_priorities(self, items: Mapping[str, np.ndarray]) -> None:
+    def initial_priorities(self, items: Mapping[str, np.ndarray],
+                           extras: Mapping[str, np.ndarray]) -> None:
         """None: the replay table gives new items the largest priority it has seen
         (Schaul et al., 2016), so every transition is sampled soon at least once; no Q
         network lives on the actors to score them."""
@@ -330,7 +327,7 @@ class SACPolicy:
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """scale * tanh(mean) + bias: what ``shoal eval`` plays."""
-        actions = self.actor.deterministic(observations(obs)).numpy()
+        actions = self.actor.deterministic(flat_observations(obs)).numpy()
         return actions.reshape(len(obs), *self._low.shape)
 
     def load(self, weights: Weights, version: int) -> None:
@@ -367,12 +364,12 @@ class SACLearner:
 
     @property
     def beta(self) -> float:
-        fraction = min(1.0, self.updates / max(1, self.config.beta_anneal_updates))
-        return self.config.priority_beta + fraction * (1.0 - self.config.priority_beta)
+        return annealed_beta(self.config.priority_beta, self.updates,
+                             self.config.beta_anneal_updates)
 
     def step(self, batch: Mapping[str, torch.Tensor], probabilities: torch.Tensor) -> StepResult:
         config = self.config
-        obs, next_obs = observations(batch["obs"]), observations(batch["next_obs"])
+        obs, next_obs = flat_observations(batch["obs"]), flat_observations(batch["next_obs"])
         action = batch["action"].float().reshape(len(obs), -1)
         alpha = self.log_alpha.detach().exp()
 
@@ -417,8 +414,8 @@ class SACLearner:
             td = 0.5 * (td1.detach().abs() + td2.detach().abs())
             priorities = (td.cpu().numpy() + config.priority_epsilon).astype(np.float64)
         return StepResult(
-            metrics={"loss": float(q_loss.detach() + policy_loss.detach()),
-                     "q_loss": float(q_loss.detach()),
+            loss=float(q_loss.detach() + policy_loss.detach()),
+            metrics={"q_loss": float(q_loss.detach()),
                      "policy_loss": float(policy_loss.detach()),
                      "alpha": float(alpha), "alpha_loss": float(alpha_loss.detach()),
                      "entropy": float(-log_prob.detach().mean()),
@@ -452,27 +449,15 @@ class SACLearner:
 # ------------------------------------------------------------------------ registration
 
 
-class SAC:
-    name = "sac"
-    action_spaces = ("box",)
-    config_type = SACConfig
-    experience = "transitions"   # the actors' collector (actors/collectors.py)
-    publish_every = 5            # updates (= env steps, at the paper's ratio) per version
-
-    @staticmethod
-    def table(config: SACConfig, spec: EnvSpec, num_envs: int = 1) -> dict[str, Any]:
-        check_spec(spec)
-        return table(config, spec)  # one transition per item, whatever the envs
-
-    @staticmethod
-    def batch_size(config: SACConfig, num_actors: int) -> int:
-        return config.batch_size
-
-    @staticmethod
-    def make_policy(config: SACConfig, spec: EnvSpec, actor_index: int, num_actors: int,
-                    seed: int = 0) -> SACPolicy:
-        return SACPolicy(config, spec, actor_index, num_actors, seed)
-
-    @staticmethod
-    def make_learner(config: SACConfig, spec: EnvSpec, device: torch.device) -> SACLearner:
-        return SACLearner(config, spec, device)
+ALGORITHM = Algorithm(
+    name="sac",
+    config_type=SACConfig,
+    experience=Experience.TRANSITIONS,
+    action_spaces=frozenset({"box"}),
+    publish_every=5,  # updates (= env steps, at the paper's ratio) per version
+    items=lambda config: TransitionItems(config.n_step, config.gamma, config.items_per_message),
+    batch_size=lambda config, num_actors: config.batch_size,
+    table=table,
+    make_policy=SACPolicy,
+    make_learner=SACLearner,
+)

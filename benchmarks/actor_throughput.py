@@ -84,9 +84,11 @@ def algorithm_config(algo: str, path: Path | None) -> Any:
     """The same settings shoal train gets, so the raw loop acts with the same network."""
     import yaml
 
-    from shoal.launcher.components import algorithm_config as from_values
+    from shoal.launcher.config import resolve
 
-    return from_values(algo, yaml.safe_load(path.read_text()) if path else {})
+    values = yaml.safe_load(path.read_text()) if path else {}
+    return resolve({"algo": algo, "env": "CartPole-v1" if algo != "sac" else "Pendulum-v1",
+                    "algorithm": values}, check_learner=False).algorithm
 
 
 def raw_env_steps_per_s(algo: str, env_id: str, num_envs: int, config: Any, vector_steps: int,
@@ -100,7 +102,7 @@ def raw_env_steps_per_s(algo: str, env_id: str, num_envs: int, config: Any, vect
 
     torch.set_num_threads(1)
     envs = make_vector_env(env_id, num_envs, seed=0)
-    policy = ALGORITHMS[algo].make_policy(config, env_spec(envs), 0, 1, seed=0)
+    policy = ALGORITHMS[algo].make_policy(config, env_spec(envs), 0, 1, 0)
     obs, _ = envs.reset(seed=0)
     rates = []
     try:

@@ -32,7 +32,7 @@ insert, so a CPU learner allows only a few env steps/s). --config FILE replaces 
 every algorithm listed. 2 actors x 4 envs are the references' 8 envs.
 
 Rates are printed over the whole measured span and over its second half: a DQN run fills
-its table to learning_starts first and then runs ahead of the learner by the rate
+its table to min_size_to_sample first and then runs ahead of the learner by the rate
 limiter's tolerance, so the second half is nearer a long run's steady state.
 
 With --json the last line is a JSON list, one object per algorithm: algo, env, actors,
@@ -68,7 +68,8 @@ ATARI_SETTINGS: dict[str, dict[str, Any]] = {
     # a constant small step size; a 100k table (~110 MB at the ~1.1 kB per lz4-compressed
     # transition measured on Pong, 5.6 GB uncompressed) that samples from 5k transitions.
     "dqn": {"batch_size": 32, "samples_per_insert": 8.0, "learning_rate": 1e-4,
-            "learning_rate_final": 1e-4, "buffer_size": 100_000, "learning_starts": 5_000,
+            "learning_rate_final": 1e-4, "buffer_size": 100_000, "min_size_to_sample": 5_000,
+            "error_buffer": 8.0 * 2048,
             "target_update_interval": 2_000, "epsilon_decay_steps": 250_000},
     # CleanRL's ppo_atari: 128-step rollouts, 4 epochs of 4 minibatches, clip 0.1,
     # entropy bonus 0.01, gamma 0.99, lambda 0.95, lr 2.5e-4.
@@ -138,18 +139,14 @@ def frame_skip(env_id: str) -> int:
 def item_layout(run_dir: Path) -> tuple[int, int]:
     """(uncompressed bytes per item, env steps per item) of the run's table: built from the
     run's config.json as shoal builds it, its signature's row bytes summed."""
-    from shoal.actors.envs import probe_spec
-    from shoal.algorithms.registry import ALGORITHMS
-    from shoal.launcher.components import algorithm_config
-    from shoal.replay_service.config import table_from_dict
+    from shoal.algorithms.base import RolloutItems
+    from shoal.launcher.config import resolve
 
-    saved = json.loads((run_dir / "config.json").read_text())
-    algo = saved["algo"]
-    config = algorithm_config(algo, saved["algorithm_config"])
-    envs = int(saved["envs_per_actor"])
-    table = table_from_dict(ALGORITHMS[algo].table(config, probe_spec(saved["env_id"]), envs))
-    raw = sum(field.row_bytes for field in table.signature.values())
-    steps = envs * int(config.rollout_length) if hasattr(config, "rollout_length") else 1
+    config = resolve(json.loads((run_dir / "config.json").read_text()), check_learner=False)
+    raw = sum(field.row_bytes for field in config.table.signature.values())
+    items = config.definition.items(config.algorithm)
+    envs = config.collection.envs_per_actor
+    steps = envs * items.length if isinstance(items, RolloutItems) else 1
     return raw, steps
 
 
@@ -257,7 +254,7 @@ def rate(lines: list[dict[str, Any]], key: str) -> float | None:
 
 def last_half(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The throughput lines of the span's second half. A DQN run spends its first tens of
-    seconds filling the table to learning_starts and then running ahead of the learner by
+    seconds filling the table to min_size_to_sample and then running ahead of the learner by
     the rate limiter's tolerance, with actors free of it; the second half is nearer the
     steady state a long run settles into."""
     if len(lines) < 2:

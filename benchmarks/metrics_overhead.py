@@ -22,6 +22,7 @@ machine is shared and noisy, which is why the conditions alternate.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -34,10 +35,13 @@ from pathlib import Path
 import yaml
 
 from shoal.actors.actor import Actor
+from shoal.actors.config import CollectionConfig
 from shoal.actors.envs import probe_spec
 from shoal.actors.metrics import ActorCollector
-from shoal.algorithms.dqn import DQN, DQNConfig
+from shoal.algorithms.dqn import ALGORITHM as DQN
+from shoal.algorithms.dqn import DQNConfig
 from shoal.protos.exposition import MetricsServer
+from shoal.protos.tables import MinSize
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.process import SpawnedReplayServer
 
@@ -53,10 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def free_running_table(config: DQNConfig) -> dict:
+    """DQN's table, larger and never holding the actor back: the actor's own cost is what
+    is measured."""
     table = DQN.table(config, probe_spec("CartPole-v1"), 1)
-    table["max_size"] = 2_000_000
-    table["rate_limiter"] = {"type": "min_size", "min_size": 1}
-    return table
+    return dataclasses.replace(table, max_size=2_000_000, rate_limiter=MinSize(1)).to_dict()
 
 
 def one_round(actor: Actor, seconds: float, exporter: bool, scrapes_per_s: float) -> float:
@@ -100,9 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         tables.write_text(yaml.safe_dump({"tables": [free_running_table(config)]}))
         with SpawnedReplayServer(tables, Path(scratch) / "server") as server, \
                 ReplayClient(server.address, server.token) as client:
-            actor = Actor(DQN, config, "CartPole-v1", num_envs=args.envs_per_actor,
-                          actor_index=0, num_actors=1, seed=0, replay=client,
-                          table="transitions", weights=None)
+            actor = Actor(DQN, config, "CartPole-v1", probe_spec("CartPole-v1"),
+                          CollectionConfig(args.envs_per_actor), actor_index=0, num_actors=1,
+                          seed=0, replay=client, table="transitions", weights=None)
             one_round(actor, 1.0, False, args.scrapes_per_s)  # warm-up
             rates: dict[bool, list[float]] = {False: [], True: []}
             for round_ in range(args.rounds):

@@ -154,11 +154,11 @@ def bench_in_process(sizes: Sizes) -> dict[str, float]:
     chunk = cartpole(100_000, seed=0)
     for _ in range(10):  # priorities spread over 3 orders of magnitude, like |TD errors|
         table.insert(chunk, rng.exponential(size=100_000) + 1e-3)
-    sample = median_ms(lambda _: table.sample(256, beta=0.4), lambda: None,
+    sample = median_ms(lambda _: table.sample(256), lambda: None,
                        sizes.in_process_repeats)
     update = median_ms(
         lambda keys: table.update_priorities(keys, rng.exponential(size=256) + 1e-3),
-        lambda: table.sample(256, beta=0.4).keys, sizes.in_process_repeats)
+        lambda: table.sample(256).keys, sizes.in_process_repeats)
     return {"sample_256_of_1m_ms": sample, "update_256_ms": update}
 
 
@@ -238,7 +238,7 @@ def sample_rate(server: SpawnedReplayServer, client: ReplayClient, table: str, b
     waits for the stream to start, is not timed), and server CPU microseconds per batch."""
     rates, us_per_batch = [], []
     for _ in range(rounds):
-        with client.sample(table, batch_size, beta=0.4, prefetch=PREFETCH,
+        with client.sample(table, batch_size, prefetch=PREFETCH,
                            num_batches=batches + 1, reuse_buffers=2) as sampler:
             next(sampler)
             start, cpu_start = time.perf_counter(), cpu_seconds(server.process.pid)
@@ -294,7 +294,7 @@ def verdict(key: str, value: float) -> str:
 def report(results: dict[str, float], frames_source: str, seconds: float, quick: bool) -> None:
     """The human table: numbers, targets, the Atari codec comparison, capacity estimate."""
     rows = [
-        ("in-process sample(256, beta=0.4), 1M items", "sample_256_of_1m_ms", "ms"),
+        ("in-process sample(256), 1M items", "sample_256_of_1m_ms", "ms"),
         ("in-process update_priorities(256)", "update_256_ms", "ms"),
         ("gRPC insert, 1 writer, 256/message", "grpc_insert_per_s", "items/s"),
         ("gRPC insert, 4 writer processes", "grpc_insert_4_writers_per_s", "items/s"),

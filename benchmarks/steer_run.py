@@ -39,7 +39,7 @@ SETTLE_SECONDS = 6.0  # after a change: actors starting, the table catching up
 SCENARIOS: dict[str, dict[str, Any]] = {
     "starved": {"args": ["--algo", "dqn", "--env", "CartPole-v1", "--envs-per-actor", "1",
                          "--autoscale", "1:4"],
-                "config": {"samples_per_insert": 1.0, "ratio_tolerance": 256,
+                "config": {"samples_per_insert": 1.0, "error_buffer": 256.0,
                            "batch_size": 64}},
     "blocked": {"args": ["--algo", "sac", "--env", "Pendulum-v1", "--envs-per-actor", "1",
                          "--autoscale", "1:4", "--actors", "4"],
@@ -145,7 +145,7 @@ def run_autoscale(scenario: str, seconds: float) -> dict[str, Any]:
         lines = live_run.read_events(run_dir)
     decisions = [e for e in lines if e["event"] == "autoscale"]
     edges = [started, *(d["time"] for d in decisions), time.time()]
-    first = next(e for e in lines if e["event"] == "start")["settings"]["actors"]
+    first = next(e for e in lines if e["event"] == "start")["settings"]["run"]["actors"]
     counts = [first, *(d["actors"] for d in decisions)]
     phases = [{"actors": count, **phase(lines, edges[i], edges[i + 1])}
               for i, count in enumerate(counts)]

@@ -1,7 +1,8 @@
 """The three kinds of component of a run, each owning its threads and sockets, with the
 same small surface (``poll``, ``stop``) whether it runs in this process (``--local``) or
-as a Ray actor (``ray.remote(ReplayComponent)`` etc.). Polls return plain dicts, so they
-cross process boundaries as they are.
+as a Ray actor (``ray.remote(ReplayComponent)`` etc.). Each is given its typed part of the
+run configuration (``launcher/config.py``) and the ``Wiring`` that says how to reach the
+rest of the run. Polls return plain dicts, so they cross process boundaries as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import statistics
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +25,32 @@ import numpy as np
 import torch
 
 from shoal.actors.actor import Actor
-from shoal.actors.envs import probe_spec
 from shoal.actors.metrics import ActorCollector
 from shoal.actors.weights import WeightFollower
-from shoal.algorithms.registry import ALGORITHMS
+from shoal.launcher.config import TrainConfig
 from shoal.learner.checkpoint import load_checkpoint
 from shoal.learner.learner import LearnerLoop
 from shoal.learner.metrics import LearnerCollector
 from shoal.learner.parameter_service import ParameterServer
 from shoal.protos.exposition import MetricsServer
+from shoal.protos.tables import TableSpec
 from shoal.protos.transport import Tls, write_atomically
 from shoal.replay_service.client import ReplayClient
-from shoal.replay_service.config import table_from_dict
+from shoal.replay_service.config import ReplayConfig
 from shoal.replay_service.metrics import ReplayCollector
 from shoal.replay_service.server import ReplayServer
+from shoal.replay_service.table import Table
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_EVERY_UPDATES = 2_000
-"""The learner saves model, optimizer, target and counters this often, and at exit: a
-learner that dies loses at most this many updates."""
+@dataclass(frozen=True)
+class Wiring:
+    """How a component reaches the rest of its run, which is not what the run is."""
 
-
-def algorithm_config(algo: str, values: dict[str, Any]) -> Any:
-    """The algorithm's config dataclass from plain values (lists back to tuples)."""
-    return ALGORITHMS[algo].config_type(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    token: str            # the run's bearer token, on every call
+    host: str = "127.0.0.1"  # the address to bind (NODE_ADDRESS: the node's own)
+    tls: Tls | None = None   # the run's certificate, when its channels use TLS
+    run: str = ""         # the run's name: a label of every metric
 
 
 NODE_ADDRESS = "node"
@@ -161,20 +163,20 @@ class ReplayComponent(_Placed):
     the newest checkpoint and serves on the ports of the life before, so clients find it
     where they left it."""
 
-    def __init__(self, table_config: dict[str, Any], token: str, host: str,
-                 checkpoint_dir: str | None, *, run: str = "", metrics_port: int = 0,
-                 checkpoint_every_seconds: float = 0.0, tls: Tls | None = None) -> None:
+    def __init__(self, spec: TableSpec, config: ReplayConfig, wiring: Wiring,
+                 checkpoint_dir: str | None, *, metrics_port: int = 0) -> None:
         self.started = time.time()
-        host = bind_host(host)
-        self.table = table_from_dict(table_config)
+        host = bind_host(wiring.host)
+        self.table = Table.from_spec(spec)
         directory = Path(checkpoint_dir) if checkpoint_dir else None
-        ports = LifePorts(directory, token)
-        self.server = ReplayServer([self.table], token=token, host=host,
+        ports = LifePorts(directory, wiring.token)
+        self.server = ReplayServer([self.table], token=wiring.token, host=host,
                                    port=ports.previous.get("port", 0),
                                    checkpoint_dir=directory,
-                                   checkpoint_every_seconds=checkpoint_every_seconds, tls=tls)
+                                   checkpoint_every_seconds=config.checkpoint_every_seconds,
+                                   tls=wiring.tls)
         self.server.start()
-        self.metrics = MetricsServer(ReplayCollector(lambda: [self.table.stats()], run,
+        self.metrics = MetricsServer(ReplayCollector(lambda: [self.table.stats()], wiring.run,
                                                      "replay"), host,
                                      ports.previous.get("metrics_port", metrics_port))
         ports.save(port=self.server.port, metrics_port=self.metrics.port)
@@ -198,21 +200,18 @@ class ReplayComponent(_Placed):
 class LearnerComponent(_Placed):
     """The learner, its ParameterService and its loop thread."""
 
-    def __init__(self, algo: str, env_id: str, config: dict[str, Any], token: str, host: str,
-                 replay_address: str, table: str, run_dir: str, resume: str | None, *,
-                 port: int = 0, checkpoint_every: int = CHECKPOINT_EVERY_UPDATES,
-                 run: str = "", metrics_port: int = 0, num_actors: int = 1,
-                 tls: Tls | None = None, seed: int = 0) -> None:
-        algorithm = ALGORITHMS[algo]
-        self.algo = algo
-        self.config = algorithm_config(algo, config)
+    def __init__(self, config: TrainConfig, wiring: Wiring, replay_address: str, run_dir: str,
+                 resume: str | None, *, port: int = 0, metrics_port: int = 0) -> None:
+        algorithm = config.definition
+        self.algo = config.algo
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        seed_learner(seed)  # before the networks: their initial weights follow the seed
-        learner = algorithm.make_learner(self.config, probe_spec(env_id), self.device)
+        seed_learner(config.seed)  # before the networks: their initial weights follow it
+        learner = algorithm.make_learner(config.algorithm, config.env_spec, self.device)
         self.started = time.time()
-        host = bind_host(host)
+        host = bind_host(wiring.host)
         checkpoints = Path(run_dir) / "learner"
-        ports = LifePorts(checkpoints, token)
+        ports = LifePorts(checkpoints, wiring.token)
+        checkpoint_every = config.learner.checkpoint_every
         # A life Ray starts after a crash goes on from this run's newest checkpoint.
         if ports.restarted and (checkpoints / "learner.pt").exists():
             resume = run_dir
@@ -222,16 +221,16 @@ class LearnerComponent(_Placed):
             learner.load_state_dict(saved["learner"])
             self.resumed = saved["counters"]
         self.env_steps = int(self.resumed.get("env_steps", 0))  # told by the launcher
-        self.parameters = ParameterServer(token=token, host=host, tls=tls,
+        self.parameters = ParameterServer(token=wiring.token, host=host, tls=wiring.tls,
                                           port=ports.previous.get("port", port)).start()
         self.loop = LearnerLoop(
-            learner, replay=ReplayClient(replay_address, token, tls=tls), table=table,
-            batch_size=algorithm.batch_size(self.config, num_actors),
+            learner, replay=ReplayClient(replay_address, wiring.token, tls=wiring.tls),
+            table=config.table.name,
+            batch_size=algorithm.batch_size(config.algorithm, config.run.actors),
             parameters=self.parameters, device=self.device,
             publish_every=algorithm.publish_every,
-            # on-policy configs only; asynchronous when set
-            max_policy_lag=getattr(self.config, "max_policy_lag", None),
-            checkpoint_dir=Path(run_dir) / "learner", checkpoint_every=checkpoint_every,
+            max_policy_lag=config.collection.max_policy_lag,  # asynchronous when set
+            checkpoint_dir=checkpoints, checkpoint_every=checkpoint_every,
             counters=lambda: {"env_steps": self.env_steps})
         version = int(self.resumed.get("published_version", 0))
         if ports.restarted:
@@ -240,7 +239,7 @@ class LearnerComponent(_Placed):
             version += checkpoint_every + 1
         self.loop.stats.published_version = version
         self.background = _Background("learner", self.loop.run)
-        self.metrics = MetricsServer(LearnerCollector(self.loop, str(self.device), run,
+        self.metrics = MetricsServer(LearnerCollector(self.loop, str(self.device), wiring.run,
                                                       "learner"), host,
                                      ports.previous.get("metrics_port", metrics_port))
         ports.save(port=self.parameters.port, metrics_port=self.metrics.port)
@@ -282,22 +281,21 @@ class LearnerComponent(_Placed):
 class ActorComponent(_Placed):
     """One actor process's work: a vector env, the policy, writing, following weights."""
 
-    def __init__(self, algo: str, env_id: str, config: dict[str, Any], index: int,
-                 num_actors: int, num_envs: int, seed: int, token: str, replay_address: str,
-                 table: str, parameters_address: str, *,
-                 max_env_steps: int | None = None, run: str = "",
-                 host: str = "127.0.0.1", metrics_port: int = 0,
-                 tls: Tls | None = None) -> None:
+    def __init__(self, config: TrainConfig, wiring: Wiring, index: int, num_actors: int,
+                 replay_address: str, parameters_address: str, *,
+                 max_env_steps: int | None = None, metrics_port: int = 0) -> None:
         self.started = time.time()
-        self.weights = WeightFollower(parameters_address, token, tls=tls)
-        self.replay = ReplayClient(replay_address, token, tls=tls)
-        self.actor = Actor(ALGORITHMS[algo], algorithm_config(algo, config), env_id,
-                           num_envs=num_envs, actor_index=index, num_actors=num_actors,
-                           seed=seed, replay=self.replay, table=table, weights=self.weights)
+        self.weights = WeightFollower(parameters_address, wiring.token, tls=wiring.tls)
+        self.replay = ReplayClient(replay_address, wiring.token, tls=wiring.tls)
+        self.actor = Actor(config.definition, config.algorithm, config.env, config.env_spec,
+                           config.collection, actor_index=index, num_actors=num_actors,
+                           seed=config.seed, replay=self.replay, table=config.table.name,
+                           weights=self.weights)
         self.background = _Background(
             f"actor-{index}", lambda stop: self.actor.run(stop, max_env_steps))
-        self.metrics = MetricsServer(ActorCollector(self.actor.stats, run, f"actor-{index}"),
-                                     bind_host(host), metrics_port)
+        self.metrics = MetricsServer(ActorCollector(self.actor.stats, wiring.run,
+                                                    f"actor-{index}"),
+                                     bind_host(wiring.host), metrics_port)
 
     def metrics_address(self) -> str:
         return self.metrics.address

@@ -1,6 +1,6 @@
-"""``--config`` values checked against the config dataclass's annotations, before a run
+"""Configuration values checked against a config dataclass's annotations, before a run
 creates anything: the dataclass would take a string learning rate as it is, and the run
-would die of it in the optimizer."""
+would die of it in the optimizer. ``launcher/config.py`` checks every section with it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from typing import Any
 
 
 class ConfigTypeError(ValueError):
-    """A ``--config`` key the config does not have, or a value not of its field's type."""
+    """A key the config does not have (``key`` None), or a value not of its field's type
+    (``key`` names the field); ``message`` says which, without saying where it came from."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(message if key is None else f"{key}: {message}")
+        self.key = key
+        self.message = message
 
 
 class _Mismatch(Exception):
@@ -64,11 +70,11 @@ def _conform(hint: Any, value: Any) -> Any:
     return value  # a type this check does not know: the dataclass judges it
 
 
-def _describe(hint: Any) -> str:
+def describe_type(hint: Any) -> str:
     """``hint`` in the words of a YAML file: lists, not tuples."""
     origin, members = typing.get_origin(hint), typing.get_args(hint)
     if origin in _UNIONS:
-        return " or ".join(_describe(member) for member in members)
+        return " or ".join(describe_type(member) for member in members)
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(member) for member in members)
     if origin in (tuple, list):
@@ -85,20 +91,19 @@ def _name(hint: Any) -> str:
 
 
 def checked_overrides(config_type: type, values: dict[Any, Any]) -> dict[str, Any]:
-    """``--config`` values as the config dataclass's annotations type them; the first one
-    that is not, named with the type and the value. The dataclass would take a string
-    learning rate as it is, and the run would die of it in the optimizer."""
+    """``values`` as the config dataclass's annotations type them; the first one that is
+    not, named with the type and the value."""
     hints = typing.get_type_hints(config_type)
     fields = [field.name for field in dataclasses.fields(config_type) if field.init]
     unknown = sorted(str(key) for key in values if key not in fields)
     if unknown:
-        raise ConfigTypeError(f"--config: unknown key(s) {unknown}; {config_type.__name__} "
-                              f"has {fields}")
+        raise ConfigTypeError(None, f"unknown key(s) {unknown}; {config_type.__name__} "
+                                    f"has {fields}")
     checked = {}
     for key, value in values.items():
         try:
             checked[key] = _conform(hints[key], value)
         except _Mismatch:
-            raise ConfigTypeError(f"--config: {key}: expected {_describe(hints[key])}, "
-                                  f"got {value!r}") from None
+            raise ConfigTypeError(key, f"expected {describe_type(hints[key])}, "
+                                       f"got {value!r}") from None
     return checked

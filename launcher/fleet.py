@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoal.actors.actor import Episode
+from shoal.launcher.lives import Lives
 from shoal.launcher.run_dir import EventLog
+
+if TYPE_CHECKING:
+    from shoal.launcher.launch import Handle, Launch
 
 
 class ScalingRefused(Exception):
@@ -47,7 +51,8 @@ class ActorFleet:
     handle; ``metrics`` is the run's shoal instance -> /metrics address map, which the fleet
     keeps current for its actors and hands to ``on_metrics_change`` when it changed."""
 
-    def __init__(self, launch: Any, start_actor: Callable[[int, int], Any], events: EventLog,
+    def __init__(self, launch: Launch, start_actor: Callable[[int, int], Handle],
+                 events: EventLog,
                  metrics: dict[str, str], on_metrics_change: Callable[[], None],
                  max_actors: int, refuse_scaling: str | None = None) -> None:
         self._launch = launch
@@ -57,10 +62,11 @@ class ActorFleet:
         self._on_metrics_change = on_metrics_change
         self.max_actors = max_actors
         self._refuse_scaling = refuse_scaling  # why this run's count is fixed, if it is
-        self.handles: dict[int, Any] = {}  # every actor asked for, pending ones included
-        self._pending: dict[int, Any] = {}  # index -> what launch.is_ready is asked about
+        self.handles: dict[int, Handle] = {}  # every actor asked for, pending ones included
+        self._pending: dict[int, object] = {}  # index -> what launch.is_ready is asked about
         # An actor restarted by Ray counts from 0 again: keep what its earlier lives did.
-        self._lives: dict[int, tuple[float, int]] = {}  # index -> (life started, its steps)
+        self._lives = Lives()
+        self._life_steps: dict[int, int] = {}  # index -> env steps of its current life
         self._finished_steps = 0  # earlier lives and removed actors
         self._departed_episodes: list[Episode] = []  # removed actors' last ones
         self._first_step_time: float | None = None
@@ -121,7 +127,7 @@ class ActorFleet:
                 self._on_metrics_change()
             if poll["first_step_time"] and self._first_step_time is None:
                 self._first_step_time = poll["first_step_time"]
-        steps = self._finished_steps + sum(steps for _, steps in self._lives.values())
+        steps = self._finished_steps + sum(self._life_steps.values())
         return FleetPoll(steps, episodes, self._first_step_time)
 
     def stop_collecting(self) -> None:
@@ -143,7 +149,7 @@ class ActorFleet:
             self.handles[index] = self._start_actor(index, count)
             self._pending[index] = self._launch.when_ready(self.handles[index])
 
-    def running(self) -> dict[int, Any]:
+    def running(self) -> dict[int, Handle]:
         """The actors Ray has started: every one but the pending."""
         return {index: handle for index, handle in self.handles.items()
                 if index not in self._pending}
@@ -180,7 +186,8 @@ class ActorFleet:
         for (index, handle), final in zip(leaving.items(), finals, strict=True):
             self._launch.kill(handle)
             self._record_life(index, final)
-            self._finished_steps += self._lives.pop(index)[1]
+            self._finished_steps += self._life_steps.pop(index)
+            self._lives.forget(f"actor-{index}")
             self._departed_episodes += [Episode(**episode) for episode in final["episodes"]]
             del self._metrics[f"actor-{index}"]
         return finals
@@ -189,9 +196,9 @@ class ActorFleet:
         """Records ``poll`` as the latest of actor ``index``'s current life. When it is a
         new life (Ray restarted the actor), banks the steps of the one before and returns
         them; None otherwise."""
-        started, steps = self._lives.get(index, (poll["started"], 0))
-        self._lives[index] = (poll["started"], poll["env_steps"])
-        if started == poll["started"]:
+        steps = self._life_steps.get(index, 0)
+        self._life_steps[index] = poll["env_steps"]
+        if not self._lives.is_new(f"actor-{index}", poll["started"]):
             return None
         self._finished_steps += steps
         return steps

@@ -8,7 +8,7 @@ last checkpoint). A run wired by hand:
     shoal tables --algo dqn --env CartPole-v1 > tables.yaml
     shoal replay-server --config tables.yaml --token-file run/token --address-file run/replay
     shoal learner --algo dqn --env CartPole-v1 --replay $(cat run/replay) \\
-        --token-file run/token --run-dir run --address-file run/parameters
+        --token-file run/token --run-dir run --address-file run/parameters --num-actors 1
     shoal actor --algo dqn --env CartPole-v1 --replay $(cat run/replay) \\
         --parameters $(cat run/parameters) --token-file run/token --index 0 --num-actors 1
 """

@@ -14,8 +14,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from shoal.algorithms.transitions import importance_weights
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.process import SpawnedReplayServer
+
+DEMO_BETA = 0.4
+"""The importance-sampling exponent the demo weighs its batches with (as a learner would at
+the start of its annealing)."""
 
 DEMO_TABLES = {
     "checkpoint": {"every_seconds": 0},
@@ -64,13 +69,14 @@ def run_demo(items: int, batches: int) -> int:
             insert_seconds = time.perf_counter() - start
 
             start = time.perf_counter()
-            weights_seen = []
-            with client.sample("transitions", 256, beta=0.4, prefetch=4,
+            smallest_weight = 1.0
+            with client.sample("transitions", 256, prefetch=4,
                                num_batches=batches) as sampler:
                 for batch in sampler:
                     td_error = rng.exponential(size=batch.keys.size)
                     client.update_priorities("transitions", batch.keys, td_error + 1e-3)
-                    weights_seen.append(float(batch.weights.min()))
+                    smallest_weight = min(smallest_weight, float(
+                        importance_weights(batch.probabilities, DEMO_BETA).min()))
             sample_seconds = time.perf_counter() - start
 
             info = client.info()["transitions"]
@@ -83,7 +89,7 @@ def run_demo(items: int, batches: int) -> int:
                 ("table", f"size {info.size:,} of {info.max_size:,}, {info.selector}, "
                           f"{info.stored_bytes / 1e6:.1f} MB"),
                 ("priorities", f"{info.priority_updates:,} updated; smallest importance "
-                               f"weight seen {min(weights_seen):.3f}"),
+                               f"weight seen {smallest_weight:.3f} (beta {DEMO_BETA})"),
                 ("checkpoint", path),
             ]
             for label, text in rows:

@@ -1,7 +1,8 @@
 """A run directory: the resolved config, a JSON-lines event log, checkpoints.
 
     runs/dqn-CartPole-v1-20261123-190000/
-        config.json        everything the run was started with, defaults filled in
+        config.json        the run's configuration tree, defaults filled in (what
+                           --print-config prints; --config reads it back)
         events.jsonl       one JSON object a line: episodes, losses, throughput, summary;
                            "failed" (with each failed component's traceback) if it failed
         prometheus_targets.json   every process's /metrics address (Prometheus file_sd)
@@ -16,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
+
+from shoal.protos.transport import write_atomically
 
 
 class EventLog:
@@ -42,6 +45,39 @@ class EventLog:
         self.close()
 
 
+CONFIG = "config.json"
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(run_dir / CONFIG, json.dumps(config, indent=1))
+
+
 def read_events(path: Path, event: str | None = None) -> list[dict[str, Any]]:
     events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [e for e in events if event is None or e["event"] == event]
+
+
+PROMETHEUS_TARGETS = "prometheus_targets.json"
+TARGETS_INDEX = "prometheus_targets"
+"""Beside the run directories, one file per running run: Prometheus's file_sd globs only
+a path's last element, so ``runs/*/prometheus_targets.json`` cannot be watched, while
+``runs/prometheus_targets/*.json`` can."""
+
+
+def write_prometheus_targets(run_dir: Path, run: str, addresses: dict[str, str]) -> None:
+    """Every process's /metrics in Prometheus's file_sd format, in the run directory (the
+    record) and in the index beside it (what deploy/prometheus/prometheus.yml watches);
+    rewritten when Ray restarts an actor, whose new life has a new port."""
+    groups = [{"targets": [address], "labels": {"run": run, "component": name.split("-")[0],
+                                                "shoal_instance": name}}
+              for name, address in addresses.items()]
+    index = run_dir.parent / TARGETS_INDEX
+    index.mkdir(exist_ok=True)
+    for path in (run_dir / PROMETHEUS_TARGETS, index / f"{run}.json"):
+        write_atomically(path, json.dumps(groups, indent=1))
+
+
+def remove_from_targets_index(run_dir: Path) -> None:
+    """A finished run leaves the index (its processes are gone), not its own record."""
+    (run_dir.parent / TARGETS_INDEX / f"{run_dir.name}.json").unlink(missing_ok=True)

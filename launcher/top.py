@@ -98,7 +98,7 @@ def newest_run(parent: Path) -> Path | None:
     return runs[-1].parent if runs else None
 
 
-def watch(run_dir: Path, interval: float = 2.0, iterations: int | None = None) -> None:
+def view(run_dir: Path, interval: float = 2.0, iterations: int | None = None) -> None:
     """Scrape every ``interval`` seconds and show the rates, until Ctrl-C or
     ``iterations`` views."""
     targets = read_targets(run_dir)

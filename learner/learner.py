@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import torch
 
+from shoal.algorithms.base import Learner
 from shoal.learner.checkpoint import save_checkpoint
 from shoal.learner.parameter_service import ParameterServer
 from shoal.learner.policy_lag import LagHistogram, item_lags
 from shoal.learner.prefetch import DeviceBatch, Prefetcher
-from shoal.replay_service.client import RETRYABLE, ReconnectingSampler, ReplayClient
+from shoal.replay_service.client import ReplayClient
+from shoal.replay_service.reconnecting import RETRYABLE, ReconnectingSampler
 
 
 @dataclass
@@ -43,7 +46,7 @@ class LearnerStats:
 class LearnerLoop:
     def __init__(
         self,
-        learner: Any,
+        learner: Learner,
         *,
         replay: ReplayClient,
         table: str,
@@ -79,7 +82,7 @@ class LearnerLoop:
             self.learner.weights(), version=self.stats.published_version + 1)
         self.stats.publishes += 1
 
-    def _send_priorities(self, pending: queue.Queue[Any]) -> None:
+    def _send_priorities(self, pending: queue.Queue[tuple[np.ndarray, np.ndarray] | None]) -> None:
         while (item := pending.get()) is not None:
             keys, priorities = item
             try:
@@ -93,7 +96,7 @@ class LearnerLoop:
 
     def run(self, stop: threading.Event, max_updates: int | None = None) -> None:
         self.publish()  # actors start from the learner's initial weights
-        pending: queue.Queue[Any] = queue.Queue(maxsize=4)
+        pending: queue.Queue[tuple[np.ndarray, np.ndarray] | None] = queue.Queue(maxsize=4)
         sender = threading.Thread(target=self._send_priorities, args=(pending,),
                                   name="priorities", daemon=True)
         sender.start()
@@ -122,7 +125,7 @@ class LearnerLoop:
                     self.stats.update_seconds += time.monotonic() - start
                     self.stats.updates = self.learner.updates
                     self.stats.samples += len(batch.keys)
-                    self.stats.metrics.append(result.metrics)
+                    self.stats.metrics.append({"loss": result.loss, **result.metrics})
                     if self.learner.updates % self._publish_every == 0:
                         self.publish()
                     if (self._checkpoint_every and self._checkpoint_dir is not None

@@ -56,23 +56,21 @@ class InsertResponse(_message.Message):
     def __init__(self, items: _Optional[int] = ..., messages: _Optional[int] = ...) -> None: ...
 
 class SampleRequest(_message.Message):
-    __slots__ = ("table", "batch_size", "prefetch", "num_batches", "beta", "timeout_seconds")
+    __slots__ = ("table", "batch_size", "prefetch", "num_batches", "timeout_seconds")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
     NUM_BATCHES_FIELD_NUMBER: _ClassVar[int]
-    BETA_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     table: str
     batch_size: int
     prefetch: int
     num_batches: int
-    beta: float
     timeout_seconds: float
-    def __init__(self, table: _Optional[str] = ..., batch_size: _Optional[int] = ..., prefetch: _Optional[int] = ..., num_batches: _Optional[int] = ..., beta: _Optional[float] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, table: _Optional[str] = ..., batch_size: _Optional[int] = ..., prefetch: _Optional[int] = ..., num_batches: _Optional[int] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class SampleResponse(_message.Message):
-    __slots__ = ("columns", "keys", "probabilities", "weights", "batch_size")
+    __slots__ = ("columns", "keys", "probabilities", "batch_size")
     class ColumnsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,14 +81,12 @@ class SampleResponse(_message.Message):
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
-    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     columns: _containers.MessageMap[str, Tensor]
     keys: Tensor
     probabilities: Tensor
-    weights: Tensor
     batch_size: int
-    def __init__(self, columns: _Optional[_Mapping[str, Tensor]] = ..., keys: _Optional[_Union[Tensor, _Mapping]] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    def __init__(self, columns: _Optional[_Mapping[str, Tensor]] = ..., keys: _Optional[_Union[Tensor, _Mapping]] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class UpdatePrioritiesRequest(_message.Message):
     __slots__ = ("table", "keys", "priorities")

@@ -3,23 +3,30 @@
     from shoal.replay_service import FieldSpec, MinSize, OldestFirst, Prioritized, Table
 """
 
+from shoal.protos.tables import (
+    FieldSpec,
+    Fifo,
+    MinSize,
+    OldestFirst,
+    Prioritized,
+    Queue,
+    SampleToInsertRatio,
+    TableSpec,
+    Uniform,
+)
 from shoal.replay_service.client import ReplayClient, SampleBatch, Sampler, Writer, WriterError
-from shoal.replay_service.rate_limiters import MinSize, Queue, SampleToInsertRatio
-from shoal.replay_service.selectors import Fifo, Prioritized, Uniform
 from shoal.replay_service.server import ReplayServer
 from shoal.replay_service.table import (
     CompressedRows,
-    FieldSpec,
+    Draw,
     InvalidItems,
-    OldestFirst,
     RateLimiterTimeout,
-    SampledBatch,
     Table,
 )
 
 __all__ = [
-    "CompressedRows", "FieldSpec", "Fifo", "InvalidItems", "MinSize", "OldestFirst",
+    "CompressedRows", "Draw", "FieldSpec", "Fifo", "InvalidItems", "MinSize", "OldestFirst",
     "Prioritized", "Queue", "RateLimiterTimeout", "ReplayClient", "ReplayServer",
-    "SampleBatch", "SampleToInsertRatio", "SampledBatch", "Sampler", "Table", "Uniform",
+    "SampleBatch", "SampleToInsertRatio", "Sampler", "Table", "TableSpec", "Uniform",
     "Writer", "WriterError",
 ]

@@ -32,13 +32,38 @@ from typing import Any
 
 import yaml
 
-from shoal.replay_service.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
-from shoal.replay_service.selectors import Fifo, Prioritized, Selector, Uniform
-from shoal.replay_service.table import FieldSpec, OldestFirst, Table
+from shoal.protos.tables import (
+    FieldSpec,
+    Fifo,
+    MinSize,
+    Prioritized,
+    Queue,
+    RateLimiter,
+    SampleToInsertRatio,
+    Selector,
+    TableSpec,
+    Uniform,
+)
+from shoal.replay_service.table import Table
 
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """The replay service's part of a training run's configuration (``launcher/config.py``);
+    its table comes from the algorithm."""
+
+    checkpoint_every_seconds: float = 30.0
+    """Seconds between replay checkpoints, which a restarted replay service resumes from
+    (0: only at the end)."""
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint_every_seconds >= 0:
+            raise ValueError(f"checkpoint_every_seconds: expected seconds >= 0, "
+                             f"got {self.checkpoint_every_seconds}")
 
 
 @dataclass
@@ -101,7 +126,9 @@ def _signature(value: Any, where: str) -> dict[str, FieldSpec]:
     return signature
 
 
-def table_from_dict(value: Any, where: str = "table") -> Table:
+def spec_from_dict(value: Any, where: str = "table") -> TableSpec:
+    """A ``tables:`` entry as the TableSpec it describes (``TableSpec.to_dict`` inverted);
+    every problem a ConfigError naming its key path."""
     entry = _mapping(value, where)
     _only_keys(entry, TABLE_KEYS, where)
     for required in ("name", "max_size", "signature"):
@@ -117,9 +144,9 @@ def table_from_dict(value: Any, where: str = "table") -> Table:
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ConfigError(f"{where}.seed: expected an integer >= 0, got {seed!r}")
     try:
-        if entry.get("queue", False):  # a queue draws no random numbers: its seed is moot
+        if entry.get("queue", False):
             _only_keys(entry, {"name", "max_size", "signature", "queue", "seed"}, where)
-            return Table.queue(str(name), max_size, signature)
+            return TableSpec.queue(str(name), max_size, signature, seed=seed)
         selector: Selector = _kwargs_for(entry.get("selector", "uniform"), f"{where}.selector",
                                          SELECTORS)
         limiter: RateLimiter = _kwargs_for(entry.get("rate_limiter", "min_size"),
@@ -128,12 +155,16 @@ def table_from_dict(value: Any, where: str = "table") -> Table:
             limiter.validate(max_size)
         except ValueError as error:
             raise ConfigError(f"{where}.rate_limiter.{error}") from None
-        return Table(str(name), selector, OldestFirst(), max_size, limiter, signature,
-                     max_times_sampled=int(entry.get("max_times_sampled", 0)), seed=seed)
+        return TableSpec(str(name), max_size, signature, selector, limiter,
+                         max_times_sampled=int(entry.get("max_times_sampled", 0)), seed=seed)
     except ValueError as error:
         if isinstance(error, ConfigError):
             raise
         raise ConfigError(f"{where}.{error}") from None
+
+
+def table_from_dict(value: Any, where: str = "table") -> Table:
+    return Table.from_spec(spec_from_dict(value, where))
 
 
 def server_config_from_dict(value: Any) -> ServerConfig:

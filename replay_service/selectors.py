@@ -1,17 +1,18 @@
 """Selectors: which stored items a sample returns, and with what probability.
 
-A selector is a small frozen spec (``Prioritized(alpha=0.6)``, ``Uniform()``, ``Fifo()``)
-that a Table builds into an index over its ring's slots. The index hears of every insert,
+A selector is a small frozen spec of ``protos/tables.py`` (``Prioritized(alpha=0.6)``,
+``Uniform()``, ``Fifo()``) that a Table builds (``build_index``) into an index over its
+ring's slots. The index hears of every insert,
 removal and priority update by slot, and answers ``sample(n)`` with slots and P(slot).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from shoal.protos.tables import Fifo, Prioritized, Selector, Uniform
 from shoal.replay_service.sum_tree import SumTree
 
 
@@ -26,13 +27,6 @@ class SelectorIndex(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:
         """``count`` slots and the probability each had of being drawn."""
         ...
-
-
-class Selector(Protocol):
-    without_replacement: bool  # a batch never repeats an item, so it needs `count` items
-
-    def build(self, capacity: int) -> SelectorIndex: ...
-    def describe(self) -> str: ...
 
 
 class _SumTreeIndex:
@@ -70,40 +64,6 @@ class _SumTreeIndex:
         return self._tree.sample(count, rng)
 
 
-@dataclass(frozen=True)
-class Prioritized:
-    """P(i) = p_i^alpha / sum_k p_k^alpha over a sum tree (Schaul et al., 2016).
-
-    alpha = 0 is uniform, alpha = 1 fully proportional to priority.
-    """
-
-    alpha: float = 0.6
-    without_replacement = False
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha: expected a number in [0, 1], got {self.alpha}")
-
-    def build(self, capacity: int) -> SelectorIndex:
-        return _SumTreeIndex(capacity, self.alpha)
-
-    def describe(self) -> str:
-        return f"prioritized(alpha={self.alpha:g})"
-
-
-@dataclass(frozen=True)
-class Uniform:
-    """P(i) = 1 / size over the live items, with replacement."""
-
-    without_replacement = False
-
-    def build(self, capacity: int) -> SelectorIndex:
-        return _SumTreeIndex(capacity, None)
-
-    def describe(self) -> str:
-        return "uniform"
-
-
 class _FifoIndex:
     """The oldest live items, in insertion order. Removal only ever happens at the head
     (eviction of the oldest, or the oldest reaching max_times_sampled), so a head pointer
@@ -133,14 +93,12 @@ class _FifoIndex:
         return slots, np.full(count, 1.0 / size)
 
 
-@dataclass(frozen=True)
-class Fifo:
-    """The ``count`` oldest items, oldest first; with max_times_sampled=1, a queue."""
-
-    without_replacement = True
-
-    def build(self, capacity: int) -> SelectorIndex:
+def build_index(selector: Selector, capacity: int) -> SelectorIndex:
+    """The index a table keeps for ``selector`` over a ring of ``capacity`` slots."""
+    if isinstance(selector, Prioritized):
+        return _SumTreeIndex(capacity, selector.alpha)
+    if isinstance(selector, Uniform):
+        return _SumTreeIndex(capacity, None)
+    if isinstance(selector, Fifo):
         return _FifoIndex(capacity)
-
-    def describe(self) -> str:
-        return "fifo"
+    raise ValueError(f"selector: expected Prioritized, Uniform or Fifo, got {selector!r}")

@@ -11,7 +11,7 @@ Usage, in process (the gRPC server wraps the same object)::
         signature={"obs": FieldSpec("float32", (4,)), "action": FieldSpec("int64", ())},
     )
     keys = table.insert({"obs": obs_batch, "action": action_batch})   # n items at once
-    batch = table.sample(256, beta=0.4)            # keys, probabilities, weights, columns
+    batch = table.sample(256)                      # keys, probabilities, columns
     table.update_priorities(batch.keys, abs(td_error) + 1e-6)
 
 Items live in one numpy array per field (structure of arrays), at slot ``key % max_size``:
@@ -22,133 +22,38 @@ Fields marked compressed keep one compressed blob per item, as it came off the w
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 
-from shoal.protos.codec import (
-    COMPRESSION_TO_WIRE,
-    CodecError,
-    CompressionName,
-    compress_rows,
-    decompress_row,
-    wire_dtype,
+from shoal.protos.codec import compress_rows, decompress_row
+from shoal.protos.tables import (
+    FieldSpec,
+    Fifo,
+    MinSize,
+    OldestFirst,
+    Queue,
+    RateLimiter,
+    Selector,
+    TableCounts,
+    TableSpec,
 )
-from shoal.replay_service.rate_limiters import MinSize, Queue, RateLimiter, TableCounts
-from shoal.replay_service.selectors import Fifo, Selector
-
-
-class InvalidItems(ValueError):
-    """Items, keys or priorities that do not fit the table; ``field`` names the culprit."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-
-
-class RateLimiterTimeout(TimeoutError):
-    """The rate limiter kept an insert or sample waiting longer than its timeout."""
-
-
-class WaitCancelled(RuntimeError):
-    """The caller's cancel event was set while it waited (its RPC ended)."""
-
-
-class TableClosed(RuntimeError):
-    """The table is shutting down; waiting callers are released with this."""
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One column of a table's signature: the dtype and shape of a single item."""
-
-    dtype: np.dtype | str
-    shape: tuple[int, ...] = ()
-    compression: CompressionName = "none"
-
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "dtype", wire_dtype(self.dtype))
-        except (CodecError, TypeError) as error:
-            raise ValueError(f"dtype: {error}") from None
-        shape = tuple(int(dim) for dim in self.shape)
-        if any(dim < 0 for dim in shape):
-            raise ValueError(f"shape: expected non-negative dimensions, got {list(shape)}")
-        object.__setattr__(self, "shape", shape)
-        if self.compression not in COMPRESSION_TO_WIRE:
-            raise ValueError(f"compression: expected one of {sorted(COMPRESSION_TO_WIRE)}, "
-                             f"got {self.compression!r}")
-
-    @property
-    def row_bytes(self) -> int:
-        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
-
-    def describe(self) -> str:
-        suffix = "" if self.compression == "none" else f" ({self.compression})"
-        return f"{np.dtype(self.dtype).name}{list(self.shape)}{suffix}"
-
-
-@dataclass(frozen=True)
-class CompressedRows:
-    """Items of a compressed field, one blob per item, already checked to decompress to
-    the field's row size (the server checks on arrival; the table compresses arrays)."""
-
-    rows: list[bytes]
-
-
-ColumnValue = np.ndarray | CompressedRows
-
-
-@dataclass(frozen=True)
-class OldestFirst:
-    """The only remover: at capacity the ring overwrites the oldest slots.
-
-    With max_times_sampled, items leave before they are oldest and their slots stay empty
-    until the ring comes round again, so such a table can hold fewer than max_size items.
-    """
-
-
-class SampledBatch(NamedTuple):
-    keys: np.ndarray           # int64 [B], for update_priorities
-    probabilities: np.ndarray  # float64 [B], P(i) when drawn
-    weights: np.ndarray        # float32 [B], (N * P(i))^-beta / max over the batch
-    columns: dict[str, ColumnValue]
-
-
-@dataclass
-class TableStats:
-    name: str
-    size: int
-    max_size: int
-    selector: str
-    max_times_sampled: int
-    inserted_items: int
-    sampled_items: int
-    priority_updates: int
-    stored_bytes: int
-    rate_limiter: str
-    insert_blocked_seconds: float
-    sample_blocked_seconds: float
-    inserts_waiting: int  # callers blocked right now, by side
-    samples_waiting: int
-    can_insert: bool
-    can_sample: bool
-
-
-@dataclass
-class TableState:
-    """Everything a checkpoint needs to rebuild a table: live items in key order, counters."""
-
-    arrays: dict[str, np.ndarray]
-    counters: dict[str, float] = field(default_factory=dict)
-    signature: dict[str, str] = field(default_factory=dict)
-    max_size: int = 0
-
+from shoal.replay_service.items import (
+    ColumnValue,
+    CompressedRows,
+    Draw,
+    InvalidItems,
+    RateLimiterTimeout,
+    TableClosed,
+    TableState,
+    TableStats,
+    WaitCancelled,
+    checked_priorities,
+)
+from shoal.replay_service.selectors import build_index
 
 Side = Literal["insert", "sample"]
 
@@ -194,6 +99,11 @@ class Table:
         self._allocate()
 
     @classmethod
+    def from_spec(cls, spec: TableSpec) -> Table:
+        return cls(spec.name, spec.selector, OldestFirst(), spec.max_size, spec.rate_limiter,
+                   spec.signature, max_times_sampled=spec.max_times_sampled, seed=spec.seed)
+
+    @classmethod
     def queue(cls, name: str, max_size: int, signature: Mapping[str, FieldSpec]) -> Table:
         """A FIFO queue: each item sampled exactly once, inserts wait while it is full."""
         return cls(name, Fifo(), OldestFirst(), max_size, Queue(max_size), signature,
@@ -213,7 +123,7 @@ class Table:
         self._keys = np.full(self.max_size, -1, dtype=np.int64)
         self._priorities = np.zeros(self.max_size, dtype=np.float64)
         self._times_sampled = np.zeros(self.max_size, dtype=np.int64)
-        self._index = self.selector.build(self.max_size)
+        self._index = build_index(self.selector, self.max_size)
         self._next_key = 0
         self._size = 0
         self._inserted = 0
@@ -318,7 +228,7 @@ class Table:
             raise InvalidItems("columns", f"expected 1..max_size ({self.max_size}) items in "
                                           f"one insert, got {count}")
         if priorities is not None:
-            priorities = _checked_priorities(priorities, count)
+            priorities = checked_priorities(priorities, count)
         return count, checked, priorities
 
     def insert(
@@ -388,27 +298,24 @@ class Table:
     def sample(
         self,
         batch_size: int,
-        beta: float = 1.0,
         *,
         batches: int = 1,
         timeout: float | None = None,
         cancel: threading.Event | None = None,
         decompress: bool = True,
-    ) -> SampledBatch:
+    ) -> Draw:
         """Draws a batch; waits while the rate limiter (or too few items) holds sampling.
 
         With ``batches`` > 1 it draws up to that many batches at once, concatenated (how
         the server samples ahead: one descent of the sum tree and one gather per field for
         several batches cost little more than for one). Each is a batch the rate limiter
-        would have allowed one by one, and its importance weights are normalised within
-        it; ``len(keys) // batch_size`` says how many came. ``decompress=False`` returns
-        compressed fields as stored (CompressedRows), which the server sends on untouched.
+        would have allowed one by one; ``len(keys) // batch_size`` says how many came.
+        ``decompress=False`` returns compressed fields as stored (CompressedRows), which the
+        server sends on untouched.
         """
         if not 1 <= batch_size <= self.max_size:
             raise InvalidItems("batch_size", f"expected 1..max_size ({self.max_size}), "
                                              f"got {batch_size}")
-        if not 0.0 <= beta <= 1.0:
-            raise InvalidItems("beta", f"expected a number in [0, 1], got {beta}")
         if batches < 1:
             raise InvalidItems("batches", f"expected >= 1, got {batches}")
         needed = batch_size if self.selector.without_replacement else 1
@@ -439,13 +346,9 @@ class Table:
                 if spent.size:
                     self._forget(spent)
             self._notify_waiters()
-        # (N P_i)^-beta / max_j (N P_j)^-beta  ==  (min_j P_j / P_i)^beta, j in i's batch
-        per_batch = probabilities.reshape(-1, batch_size)
-        weights = (per_batch.min(axis=1, keepdims=True) / per_batch).astype(np.float32)
-        weights = weights.reshape(-1) ** np.float32(beta)
         if decompress and self._compressed_nbytes:
             columns = {name: self._decompressed(name, value) for name, value in columns.items()}
-        return SampledBatch(keys, probabilities, weights, columns)
+        return Draw(keys, probabilities, columns)
 
     def _batches_allowed(self, batch_size: int, wanted: int) -> int:
         """How many batches, up to ``wanted``, could be sampled one after another now."""
@@ -480,7 +383,7 @@ class Table:
                                        f"{keys.dtype.name}{list(keys.shape)}")
         if keys.size and keys.min() < 0:
             raise InvalidItems("keys", "expected keys >= 0")
-        checked = _checked_priorities(priorities, keys.size)
+        checked = checked_priorities(priorities, keys.size)
         keys = keys.astype(np.int64, copy=False)
         with self._cond:
             slots = keys % self.max_size
@@ -594,24 +497,18 @@ class Table:
             self._cond.notify_all()
 
 
-def _checked_priorities(priorities: Any, count: int) -> np.ndarray:
-    array = np.asarray(priorities)
-    if array.shape != (count,) or array.dtype.kind not in "fiu":
-        raise InvalidItems("priorities", f"expected {count} numbers, got "
-                                         f"{array.dtype.name}{list(array.shape)}")
-    array = array.astype(np.float64, copy=False)
-    if count:
-        # One reduction finds NaN and infinity (they make the sum non-finite), one the sign.
-        if not math.isfinite(float(np.add.reduce(array))) and not np.isfinite(array).all():
-            raise InvalidItems("priorities", "expected finite numbers, got NaN or infinity")
-        smallest = float(array.min())
-        if smallest < 0:
-            raise InvalidItems("priorities", f"expected numbers >= 0, got {smallest:g}")
-    return array
-
-
 __all__ = [
-    "ColumnValue", "CompressedRows", "FieldSpec", "InvalidItems", "MinSize", "OldestFirst",
-    "RateLimiterTimeout", "SampledBatch", "Table", "TableClosed", "TableState", "TableStats",
+    "ColumnValue",
+    "CompressedRows",
+    "Draw",
+    "FieldSpec",
+    "InvalidItems",
+    "MinSize",
+    "OldestFirst",
+    "RateLimiterTimeout",
+    "Table",
+    "TableClosed",
+    "TableState",
+    "TableStats",
     "WaitCancelled",
 ]

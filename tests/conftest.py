@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,3 +90,12 @@ def client(server: ReplayServer) -> Iterator[ReplayClient]:
     with ReplayClient(server.address, TOKEN) as connected:
         connected.wait_ready(30)
         yield connected
+
+
+def run_config(algo: str = "dqn", env: str = "CartPole-v1", algorithm: dict | None = None,
+               **sections: Any):
+    """A run's configuration tree, as ``shoal train`` resolves it (``--config`` values)."""
+    from shoal.launcher.config import resolve
+
+    return resolve({"algo": algo, "env": env, "algorithm": algorithm or {}, **sections},
+                   check_learner=False)

@@ -39,16 +39,18 @@ def test_n_step_transitions_match_the_definition(n, terminated):
         next_obs = observations[t + 1:t + 2] if not last else np.zeros((1, 2), np.float32)
         adder.add(observations[t:t + 1], np.array([t % 2]), rewards[t:t + 1], next_obs,
                   np.array([last and terminated]), np.array([last and not terminated]),
-                  final, version=3, q_taken=np.array([float(t)]))
-        items = adder.take()
-        if items is not None:
-            emitted.append(items)
-    columns = {k: np.concatenate([e[k] for e in emitted]) for k in emitted[0]}
+                  final, version=3, extras={"step": np.array([float(t)])})
+        taken = adder.take()
+        if taken is not None:
+            emitted.append(taken)
+    columns = {k: np.concatenate([c[k] for c, _ in emitted]) for k in emitted[0][0]}
+    extras = {k: np.concatenate([e[k] for _, e in emitted]) for k in emitted[0][1]}
+    assert "step" not in columns  # extras travel beside the items, not in them
     expected = direct_transitions(observations, rewards, final_obs, terminated, n, gamma)
     assert len(columns["reward"]) == length
-    order = np.argsort(columns["q_taken"])  # q_taken carries t
+    order = np.argsort(extras["step"])  # the extras of the step each transition starts at
     for (t, ret, bootstrap, discount), row in zip(expected, order, strict=True):
-        assert columns["q_taken"][row] == t
+        assert extras["step"][row] == t
         np.testing.assert_array_equal(columns["obs"][row], observations[t])
         assert columns["reward"][row] == pytest.approx(ret, rel=1e-6)
         np.testing.assert_array_equal(columns["next_obs"][row], bootstrap)
@@ -63,8 +65,9 @@ def test_envs_are_kept_apart():
         adder.add(np.array([[t], [10 + t]], np.float32), np.array([0, 1]),
                   np.array([1.0, 2.0]), np.array([[t + 1], [11 + t]], np.float32),
                   np.zeros(2, bool), np.zeros(2, bool), none, version=0)
-    items = adder.take()
-    assert items is not None
+    taken = adder.take()
+    assert taken is not None
+    items, _ = taken
     pairs = sorted(zip(items["obs"][:, 0].tolist(), items["next_obs"][:, 0].tolist(),
                        items["reward"].tolist(), strict=True))
     assert pairs == [(0.0, 2.0, 2.0), (1.0, 3.0, 2.0), (10.0, 12.0, 4.0), (11.0, 13.0, 4.0)]

@@ -12,13 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from shoal.actors.collectors import RolloutCollector
+from shoal.actors.collectors import collector_for
 from shoal.actors.envs import make_vector_env, probe_spec
-from shoal.algorithms.a2c import A2C, A2CConfig
+from shoal.algorithms.a2c import ALGORITHM as A2C
+from shoal.algorithms.a2c import A2CConfig
 from shoal.algorithms.actor_critic import ActorCritic, ActorCriticPolicy
 from shoal.algorithms.base import EnvSpec
-from shoal.algorithms.ppo import PPO, PPOConfig
-from shoal.replay_service.config import table_from_dict
+from shoal.algorithms.ppo import ALGORITHM as PPO
+from shoal.algorithms.ppo import PPOConfig
 from shoal.replay_service.table import Table
 
 ENV = "ALE/Pong-v5"
@@ -36,8 +37,8 @@ def collected(spec: EnvSpec) -> tuple[ActorCriticPolicy, np.ndarray, dict[str, n
     """The policy, the first real observations, and one real rollout item ([1, T, E, ...])
     collected by the actors' own RolloutCollector from ENVS Pong envs."""
     torch.manual_seed(0)
-    policy = PPO.make_policy(CONFIG, spec, 0, 1, seed=0)
-    collector = RolloutCollector(CONFIG, ENVS, policy)
+    policy = PPO.make_policy(CONFIG, spec, 0, 1, 0)
+    collector = collector_for(PPO, CONFIG, ENVS, policy)
     envs = make_vector_env(ENV, ENVS, seed=0)
     try:
         first, _ = envs.reset(seed=0)
@@ -92,16 +93,15 @@ def test_frames_get_one_shared_cnn_torso_and_vectors_keep_separate_mlps(spec: En
 
 
 def rollout_table(spec: EnvSpec) -> Table:
-    return table_from_dict(PPO.table(CONFIG, spec, ENVS))
+    return Table.from_spec(PPO.table(CONFIG, spec, ENVS))
 
 
 def test_rollout_table_compresses_the_frames_and_gives_them_back(spec, collected):
     _, _, columns = collected
-    config = PPO.table(CONFIG, spec, ENVS)
-    compressed = {name for name, field in config["signature"].items()
-                  if field.get("compression", "none") != "none"}
-    assert compressed == {"obs"} and config["signature"]["obs"]["compression"] == "zstd"
-    assert A2C.table(A2CConfig(), spec, ENVS)["signature"]["obs"]["compression"] == "zstd"
+    signature = PPO.table(CONFIG, spec, ENVS).signature
+    compressed = {name for name, field in signature.items() if field.compression != "none"}
+    assert compressed == {"obs"} and signature["obs"].compression == "zstd"
+    assert A2C.table(A2CConfig(), spec, ENVS).signature["obs"].compression == "zstd"
 
     table = rollout_table(spec)
     raw = sum(field.row_bytes for field in table.signature.values())

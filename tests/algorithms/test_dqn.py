@@ -9,9 +9,9 @@ from shoal.algorithms.dqn import (
     DQNPolicy,
     actor_epsilon,
     double_q_targets,
-    importance_weights,
     td_priorities,
 )
+from shoal.algorithms.transitions import annealed_beta, importance_weights
 
 CARTPOLE = EnvSpec((4,), "float32", num_actions=2)
 
@@ -38,6 +38,14 @@ def test_importance_weights_match_the_definition():
     n, beta = 50, 0.6
     raw = (n * probabilities) ** -beta
     torch.testing.assert_close(importance_weights(probabilities, beta), raw / raw.max())
+    np.testing.assert_allclose(importance_weights(probabilities.numpy(), beta),
+                               (raw / raw.max()).numpy())  # the replay demo's numpy arrays
+
+
+def test_beta_anneals_linearly_to_one_and_stays():
+    assert annealed_beta(0.4, 0, 100) == pytest.approx(0.4)
+    assert annealed_beta(0.4, 50, 100) == pytest.approx(0.7)
+    assert annealed_beta(0.4, 100, 100) == annealed_beta(0.4, 10_000, 100) == 1.0
 
 
 def test_ape_x_epsilons():
@@ -52,11 +60,14 @@ def test_policy_initial_priorities_use_its_own_network():
     policy = DQNPolicy(DQNConfig(), CARTPOLE, actor_index=0, num_actors=1)
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     step = policy.act(obs)
-    items = {"q_taken": step.extras["q_values"].max(axis=1), "reward": np.ones(5, np.float32),
-             "discount": np.full(5, 0.9, np.float32), "next_obs": obs[::-1].copy()}
+    q_values = policy._network(torch.from_numpy(obs)).detach().numpy()
+    np.testing.assert_allclose(step.extras["q_taken"], q_values[np.arange(5), step.actions])
+    items = {"reward": np.ones(5, np.float32), "discount": np.full(5, 0.9, np.float32),
+             "next_obs": obs[::-1].copy()}
     next_q_max = policy._network(torch.from_numpy(items["next_obs"])).max(1).values.detach()
-    expected = np.abs(1 + 0.9 * next_q_max.numpy() - items["q_taken"]) + 1e-3
-    np.testing.assert_allclose(policy.initial_priorities(items), expected, rtol=1e-5)
+    expected = np.abs(1 + 0.9 * next_q_max.numpy() - step.extras["q_taken"]) + 1e-3
+    np.testing.assert_allclose(policy.initial_priorities(items, step.extras), expected,
+                               rtol=1e-5)
 
 
 def test_learner_reduces_td_error_and_copies_the_target_every_c_updates():

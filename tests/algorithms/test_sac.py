@@ -15,8 +15,8 @@ from torch.distributions import (
 )
 
 from shoal.algorithms.base import EnvSpec, weights_of
+from shoal.algorithms.sac import ALGORITHM as SAC
 from shoal.algorithms.sac import (
-    SAC,
     SACConfig,
     SACLearner,
     SACPolicy,
@@ -24,7 +24,8 @@ from shoal.algorithms.sac import (
     squashed_gaussian_log_prob,
     temperature_loss,
 )
-from shoal.replay_service.config import table_from_dict
+from shoal.protos.tables import FieldSpec, Prioritized, SampleToInsertRatio, Uniform
+from shoal.replay_service.config import spec_from_dict, table_from_dict
 
 PENDULUM = EnvSpec((3,), "float32", action_shape=(1,), action_low=(-2.0,), action_high=(2.0,))
 # two action dimensions with different bounds: scale (1.5, 0.5), bias (0.5, 0.5)
@@ -146,8 +147,8 @@ def test_learner_steps_change_every_part_and_the_state_dict_round_trips():
         result = learner.step(batch, probabilities)
     assert learner.updates == 3
     assert result.priorities is None
-    assert set(result.metrics) >= {"loss", "q_loss", "policy_loss", "alpha", "alpha_loss",
-                                   "entropy"}
+    assert math.isfinite(result.loss)
+    assert set(result.metrics) >= {"q_loss", "policy_loss", "alpha", "alpha_loss", "entropy"}
     assert all(math.isfinite(value) for value in result.metrics.values())
     assert result.metrics["alpha"] != 1.0   # autotune moved it from initial_alpha
     after = learner.weights()
@@ -206,8 +207,8 @@ def test_prioritized_learner_returns_td_priorities():
 
 
 def test_actors_share_the_random_phase():
-    """learning_starts counts the run's env steps: 2 actors take half each."""
-    config = SACConfig(hidden=(16, 16), learning_starts=10)
+    """min_size_to_sample counts the run's env steps: 2 actors take half each."""
+    config = SACConfig(hidden=(16, 16), min_size_to_sample=10)
     policy = SACPolicy(config, BOX_2D, actor_index=1, num_actors=2, seed=3)
     obs = np.zeros((1, 4), np.float32)
     for _ in range(5):
@@ -217,7 +218,7 @@ def test_actors_share_the_random_phase():
 
 
 def test_policy_explores_uniformly_then_samples_inside_the_bounds():
-    config = SACConfig(hidden=(16, 16), learning_starts=10)
+    config = SACConfig(hidden=(16, 16), min_size_to_sample=10)
     policy = SACPolicy(config, BOX_2D, actor_index=0, num_actors=1, seed=3)
     rng = np.random.default_rng(0)
     random_actions = []
@@ -248,7 +249,7 @@ def test_policy_explores_uniformly_then_samples_inside_the_bounds():
 
 
 def test_uniform_phase_covers_the_box():
-    policy = SACPolicy(SACConfig(learning_starts=4000), PENDULUM, 0, 1, seed=0)
+    policy = SACPolicy(SACConfig(min_size_to_sample=4000), PENDULUM, 0, 1, seed=0)
     actions = policy.act(np.zeros((4000, 3), np.float32)).actions[:, 0]
     assert actions.min() >= -2.0 and actions.max() <= 2.0
     assert actions.mean() == pytest.approx(0.0, abs=0.1)
@@ -257,9 +258,9 @@ def test_uniform_phase_covers_the_box():
 
 
 def test_greedy_is_deterministic_and_the_rescaled_tanh_of_the_mean():
-    config = SACConfig(hidden=(16,), learning_starts=1)
+    config = SACConfig(hidden=(16,), min_size_to_sample=1)
     learner = SACLearner(config, BOX_2D, torch.device("cpu"))
-    policy = SAC.make_policy(config, BOX_2D, actor_index=0, num_actors=1, seed=0)
+    policy = SAC.make_policy(config, BOX_2D, 0, 1, 0)
     policy.load(learner.weights(), version=7)
     assert policy.version == 7
     obs = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
@@ -268,22 +269,23 @@ def test_greedy_is_deterministic_and_the_rescaled_tanh_of_the_mean():
     mean, _ = learner.actor(torch.from_numpy(obs))
     expected = torch.tanh(mean).detach().numpy() * [1.5, 0.5] + [0.5, 0.5]
     np.testing.assert_allclose(first, expected, rtol=1e-6)
-    assert policy.initial_priorities({}) is None
+    assert policy.initial_priorities({}, {}) is None
 
 
 def test_table_is_a_valid_replay_config_with_float_actions():
-    config = SACConfig(learning_starts=500, buffer_size=10_000)
-    entry = SAC.table(config, PENDULUM, num_envs=4)
-    assert entry["selector"] == {"type": "uniform"}
-    assert entry["signature"]["action"] == {"dtype": "float32", "shape": [1]}
-    assert entry["rate_limiter"]["samples_per_insert"] == 256.0
+    config = SACConfig(min_size_to_sample=500, buffer_size=10_000)
+    spec = SAC.table(config, PENDULUM, 4)
+    assert spec.selector == Uniform()
+    assert spec.signature["action"] == FieldSpec("float32", (1,))
+    assert spec.rate_limiter == SampleToInsertRatio(256.0, 500, 65_536.0)
+    entry = spec.to_dict()
     assert entry["rate_limiter"]["min_size_to_sample"] == 500
-    table = table_from_dict(entry)   # the replay service accepts it as written
-    assert table.max_size == 10_000
-    prioritized = SAC.table(SACConfig(prioritized=True), PENDULUM)
-    assert prioritized["selector"] == {"type": "prioritized", "alpha": 0.6}
-    table_from_dict(prioritized)
-    assert SAC.batch_size(config, num_actors=3) == 256
+    table = table_from_dict(entry)   # the replay service's YAML reads it back as it is
+    assert table.max_size == 10_000 and spec_from_dict(entry) == spec
+    prioritized = SAC.table(SACConfig(prioritized=True), PENDULUM, 1)
+    assert prioritized.selector == Prioritized(0.6)
+    assert spec_from_dict(prioritized.to_dict()) == prioritized
+    assert SAC.batch_size(config, 3) == 256
 
 
 def test_discrete_and_unbounded_specs_are_refused_by_name():
@@ -291,7 +293,7 @@ def test_discrete_and_unbounded_specs_are_refused_by_name():
     with pytest.raises(ValueError, match="num_actions"):
         SACLearner(SACConfig(), cartpole, torch.device("cpu"))
     with pytest.raises(ValueError, match="num_actions"):
-        SAC.make_policy(SACConfig(), cartpole, 0, 1)
+        SAC.make_policy(SACConfig(), cartpole, 0, 1, 0)
     unbounded = EnvSpec((3,), "float32", action_shape=(1,), action_low=(-math.inf,),
                         action_high=(math.inf,))
     with pytest.raises(ValueError, match="action_low"):
@@ -303,7 +305,7 @@ def test_discrete_and_unbounded_specs_are_refused_by_name():
 def test_an_actor_whose_first_weights_are_trained_skips_the_random_phase():
     """A restarted or added actor, or a resumed run: version 1 is the learner's initial
     weights, anything later is trained."""
-    config = SACConfig(hidden=(16, 16), learning_starts=10)
+    config = SACConfig(hidden=(16, 16), min_size_to_sample=10)
     fresh = SACPolicy(config, BOX_2D, seed=3)
     fresh.load(weights_of(fresh.actor), version=1)
     assert fresh.random

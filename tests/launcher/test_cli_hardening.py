@@ -23,13 +23,14 @@ from shoal.actors.envs import probe_spec
 from shoal.algorithms.dqn import DQNConfig
 from shoal.algorithms.registry import ALGORITHMS
 from shoal.launcher.cli import main
-from shoal.launcher.components import LearnerComponent, ReplayComponent, _Background
+from shoal.launcher.components import LearnerComponent, ReplayComponent, Wiring, _Background
+from shoal.launcher.launch import LocalLaunch
 from shoal.launcher.run_dir import EventLog, read_events
-from shoal.launcher.training import LocalLaunch, TrainSettings
 from shoal.learner.checkpoint import load_checkpoint
 from shoal.replay_service.config import table_from_dict
+from shoal.replay_service.table import Table
 
-from ..conftest import wait_until
+from ..conftest import run_config, wait_until
 from .test_train_local import FAST
 
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
@@ -77,8 +78,14 @@ def run_in_process(capsys, *args: str) -> tuple[int, str, str]:
     ("dqn", "CartPole-v1", "learning_rate: -1.0", "--config: dqn's learner refuses"),
     ("ppo", "CartPole-v1", "normalize_advantages: 1",
      "--config: normalize_advantages: expected a bool (true or false), got 1"),
-    ("ppo", "CartPole-v1", "max_policy_lag: two",
-     "--config: max_policy_lag: expected an int or None, got 'two'"),
+    ("ppo", "CartPole-v1", "collection: {max_policy_lag: two}",
+     "--config: collection.max_policy_lag: expected an int or None, got 'two'"),
+    ("ppo", "CartPole-v1", "run: {actors: 2, sactors: 3}",
+     "--config: run: unknown key(s) ['sactors']"),
+    ("dqn", "CartPole-v1", "algorithm: {gamma: high}",
+     "--config: algorithm.gamma: expected a float, got 'high'"),
+    ("dqn", "CartPole-v1", "algorithm: {gamma: 0.9}\nbatch_size: 3",
+     "--config: unknown key(s) ['batch_size']; the run configuration has"),
     ("ppo", "CartPole-v1", "objective: steepest", "--config: objective: expected one of"),
     ("a2c", "CartPole-v1", "optimizer: 3", "--config: optimizer: expected a str, got 3"),
     ("sac", "Pendulum-v1", "tau: 2", "--config: tau: expected in (0, 1], got 2"),
@@ -249,11 +256,10 @@ def test_seed_must_be_a_numpy_seed(capsys):
 
 def _sampled_keys(seed: int) -> np.ndarray:
     """Keys a table built from the run's table config draws, after the same inserts."""
-    from shoal.launcher.training import run_table
-
-    config = DQNConfig(buffer_size=1_000, learning_starts=100, samples_per_insert=8.0)
-    settings = TrainSettings(algo="dqn", env_id="CartPole-v1", seed=seed, config=config)
-    table = table_from_dict(run_table(settings))
+    config = run_config(seed=seed, algorithm={"buffer_size": 1_000, "min_size_to_sample": 100,
+                                              "samples_per_insert": 8.0,
+                                              "error_buffer": 8 * 2048})
+    table = Table.from_spec(config.table)
     items = {name: np.zeros((500, *spec.shape), spec.dtype)
              for name, spec in table.signature.items()}
     table.insert(items)
@@ -284,11 +290,11 @@ def _initial_weights(seed: int) -> dict[str, torch.Tensor]:
 
 
 def test_the_run_seed_reaches_the_learner(tmp_path):
-    """A --local run that cannot update (the table holds fewer than learning_starts items
+    """A --local run that cannot update (the table holds fewer than min_size_to_sample items
     when the step budget ends it) checkpoints the learner's initial weights: those of a
     learner seeded with the run's seed."""
     config = tmp_path / "fast.yaml"
-    config.write_text(json.dumps({**FAST, "learning_starts": 50_000, "buffer_size": 50_000}))
+    config.write_text(json.dumps({**FAST, "min_size_to_sample": 50_000, "buffer_size": 50_000}))
     result, _ = shoal("train", "--local", "--algo", "dqn", "--env", "CartPole-v1",
                       "--config", str(config), "--actors", "1", "--envs-per-actor", "2",
                       "--total-env-steps", "100", "--seed", "5",
@@ -326,13 +332,12 @@ def test_the_failure_event_holds_the_component_traceback(tmp_path):
     run's failure event carries that thread's traceback, not only its one-line error."""
     from shoal.launcher.training import write_failure
 
-    token, config = "a-run-token", DQNConfig(**FAST)
-    spec = probe_spec("CartPole-v1")
-    replay = ReplayComponent(ALGORITHMS["dqn"].table(config, spec, 2), token, "127.0.0.1",
-                             None)
-    learner = LearnerComponent("dqn", "CartPole-v1", dataclasses.asdict(config), token,
-                               "127.0.0.1", replay.address(), "no-such-table", str(tmp_path),
-                               None)
+    config = run_config(algorithm=FAST, collection={"envs_per_actor": 2})
+    wiring = Wiring("a-run-token")
+    # the replay service's table is not the one the learner samples
+    replay = ReplayComponent(dataclasses.replace(config.table, name="another-table"),
+                             config.replay, wiring, None)
+    learner = LearnerComponent(config, wiring, replay.address(), str(tmp_path), None)
     try:
         wait_until(lambda: learner.poll(0)["error"] is not None, timeout=60,
                    what="the learner's thread to fail")

@@ -6,22 +6,15 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shoal.actors.envs import probe_spec
-from shoal.algorithms.registry import ALGORITHMS
-from shoal.launcher.components import (
-    ActorComponent,
-    LearnerComponent,
-    ReplayComponent,
-    algorithm_config,
-)
-from shoal.launcher.training import (
+from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayComponent, Wiring
+from shoal.launcher.run_dir import (
     PROMETHEUS_TARGETS,
     TARGETS_INDEX,
     remove_from_targets_index,
     write_prometheus_targets,
 )
 
-from ..conftest import wait_until
+from ..conftest import run_config, wait_until
 from .live import CONDITION, LIVE_TEST_TIMEOUT, START
 from .test_train_local import FAST
 
@@ -65,15 +58,12 @@ def total(samples: dict, name: str) -> float:
 def running():
     """Replay service, learner and one actor in this process, wired as ``shoal train``
     wires them; yields their metrics addresses while they run."""
-    config = algorithm_config("dqn", FAST)
-    table = ALGORITHMS["dqn"].table(config, probe_spec("CartPole-v1"))
-    values = {field: getattr(config, field) for field in config.__dataclass_fields__}
-    replay = ReplayComponent(table, "t", "127.0.0.1", None, run="metrics-test")
-    learner = LearnerComponent("dqn", "CartPole-v1", values, "t", "127.0.0.1",
-                               replay.address(), table["name"], "/tmp/unused-run", None,
-                               checkpoint_every=10**9, run="metrics-test")
-    actor = ActorComponent("dqn", "CartPole-v1", values, 0, 1, 4, 0, "t", replay.address(),
-                           table["name"], learner.address(), run="metrics-test")
+    config = run_config(algorithm=FAST, learner={"checkpoint_every": 10**9},
+                        collection={"envs_per_actor": 4}, run={"actors": 1})
+    wiring = Wiring("t", run="metrics-test")
+    replay = ReplayComponent(config.table, config.replay, wiring, None)
+    learner = LearnerComponent(config, wiring, replay.address(), "/tmp/unused-run", None)
+    actor = ActorComponent(config, wiring, 0, 1, replay.address(), learner.address())
     addresses = {"replay": replay.metrics_address(), "learner": learner.metrics_address(),
                  "actor": actor.metrics_address()}
     try:

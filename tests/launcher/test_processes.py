@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from shoal.launcher.components import algorithm_config
+from shoal.algorithms.dqn import DQNConfig
 from shoal.learner.checkpoint import load_checkpoint
 from shoal.replay_service.client import ReplayClient
 
@@ -105,7 +105,7 @@ def test_replay_server_learner_and_actor_as_plain_processes(tmp_path):
         assert budget_steps == 400
         assert budget_stored == budget_sent > 0  # it ended by itself: its writer flushed
 
-        table = algorithm_config("dqn", FAST)
+        table = DQNConfig(**FAST)
         with ReplayClient(replay_address, (tmp_path / "token").read_text().strip()) as client:
             info = client.info()["transitions"]
         # Nothing stored twice or from elsewhere, nothing acknowledged and then missing.

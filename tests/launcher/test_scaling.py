@@ -2,27 +2,21 @@
 actors as threads, gRPC over loopback), the control endpoint over real gRPC, and the
 hand-off of requests from the endpoint's threads to the watch loop's."""
 
-import dataclasses
 import threading
 
 import grpc
 import pytest
 
-from shoal.actors.envs import probe_spec
 from shoal.algorithms.registry import ALGORITHMS
-from shoal.launcher.components import (
-    ActorComponent,
-    LearnerComponent,
-    ReplayComponent,
-    algorithm_config,
-)
+from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayComponent, Wiring
+from shoal.launcher.config import why_actor_count_is_fixed
 from shoal.launcher.control import ControlClient, ControlServer, ScaleRequests
 from shoal.launcher.fleet import ActorFleet, ScaleResult, ScalingRefused
+from shoal.launcher.launch import LocalLaunch
 from shoal.launcher.run_dir import EventLog
-from shoal.launcher.training import LocalLaunch, fixed_actor_count
 from shoal.protos import control_pb2, control_pb2_grpc
 
-from ..conftest import wait_until
+from ..conftest import run_config, wait_until
 from .live import CONDITION, LIVE_TEST_TIMEOUT
 from .test_train_local import FAST
 
@@ -53,19 +47,17 @@ class GatedLaunch(LocalLaunch):
 def run(tmp_path):
     """A replay service and a learner in this process, and a fleet of actors for them
     (started at once while the launch's gate is open, as it is unless a test closes it)."""
-    config = algorithm_config("dqn", FAST)
-    values = dataclasses.asdict(config)
-    table = ALGORITHMS["dqn"].table(config, probe_spec("CartPole-v1"), 2)
-    replay = ReplayComponent(table, TOKEN, "127.0.0.1", None)
-    learner = LearnerComponent("dqn", "CartPole-v1", values, TOKEN, "127.0.0.1",
-                               replay.address(), table["name"], str(tmp_path), None,
-                               checkpoint_every=10**9)
+    config = run_config(algorithm=FAST, learner={"checkpoint_every": 10**9},
+                        collection={"envs_per_actor": 2})
+    wiring = Wiring(TOKEN)
+    replay = ReplayComponent(config.table, config.replay, wiring, None)
+    learner = LearnerComponent(config, wiring, replay.address(), str(tmp_path), None)
     metrics: dict[str, str] = {}
     changes = []
 
     def start(index: int, num_actors: int) -> ActorComponent:
-        return ActorComponent("dqn", "CartPole-v1", values, index, num_actors, 2, 0, TOKEN,
-                              replay.address(), table["name"], learner.address())
+        return ActorComponent(config, wiring, index, num_actors, replay.address(),
+                              learner.address())
 
     with EventLog(tmp_path / "events.jsonl") as events:
         launch = GatedLaunch()
@@ -152,8 +144,9 @@ def test_fleet_refuses_counts_out_of_range_and_changes_nothing(run):
 
 
 def test_on_policy_runs_keep_their_actor_count():
-    assert fixed_actor_count("dqn") is None and fixed_actor_count("sac") is None
-    reason = fixed_actor_count("ppo")
+    assert why_actor_count_is_fixed(ALGORITHMS["dqn"]) is None
+    assert why_actor_count_is_fixed(ALGORITHMS["sac"]) is None
+    reason = why_actor_count_is_fixed(ALGORITHMS["ppo"])
     assert reason is not None and "one rollout from each actor per update" in reason
     fleet = ActorFleet(LocalLaunch(), lambda index, n: None, None, {}, lambda: None,
                        max_actors=4, refuse_scaling=reason)

@@ -36,7 +36,7 @@ def test_ppo_trains_on_atari_frames_end_to_end(tmp_path):
     run_dir = Path(summary["run_dir"])
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     start = next(event for event in events if event["event"] == "start")
-    assert start["settings"]["algorithm_config"]["rollout_length"] == 32
+    assert start["settings"]["algorithm"]["rollout_length"] == 32
     assert events[-1]["event"] == "summary"
     saved = torch.load(run_dir / "learner" / "learner.pt", weights_only=False)
     assert saved["learner"]["updates"] >= summary["updates"]

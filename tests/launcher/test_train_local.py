@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from shoal.launcher.config import RunConfig
 from shoal.launcher.fleet import FleetPoll
+from shoal.launcher.monitor import RunMonitor
 from shoal.launcher.run_dir import EventLog
-from shoal.launcher.training import TrainSettings, Watch
 
 from .live import CONDITION, LIVE_TEST_TIMEOUT, RUN_TO_BUDGET, START, STOP, LiveTrain
 
@@ -20,8 +21,8 @@ from .live import CONDITION, LIVE_TEST_TIMEOUT, RUN_TO_BUDGET, START, STOP, Live
 pytestmark = pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 
 # small batches, few updates: learns quickly in one process, where threads share the GIL
-FAST = {"batch_size": 64, "samples_per_insert": 8, "learning_starts": 500,
-        "target_update_interval": 100, "epsilon_decay_steps": 3000}
+FAST = {"batch_size": 64, "samples_per_insert": 8, "min_size_to_sample": 500,
+        "error_buffer": 8 * 2048, "target_update_interval": 100, "epsilon_decay_steps": 3000}
 
 
 def train_command(tmp_path, *extra: str) -> list[str]:
@@ -68,7 +69,7 @@ def test_run_directory_holds_config_events_and_checkpoint(trained):
     _, _, summary = trained
     run_dir = Path(summary["run_dir"])
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["algorithm_config"]["samples_per_insert"] == 8
+    assert config["algorithm"]["samples_per_insert"] == 8
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     kinds = {event["event"] for event in events}
     assert {"start", "episode", "summary"} <= kinds
@@ -143,11 +144,10 @@ def test_a_resumed_runs_step_budget_counts_the_steps_before_it(tmp_path):
         return {"error": None, "started": 1.0, "updates": 7}
 
     fleet = Fleet()
-    settings = TrainSettings("dqn", "CartPole-v1", total_env_steps=16_000)
     with EventLog(tmp_path / "events.jsonl") as events:
-        watch = Watch(settings, events, call, "replay", "learner", fleet,
-                      env_steps_before=14_000)
-        progress = watch.run(report_every=10**9, interval=0)
+        monitor = RunMonitor(RunConfig(total_env_steps=16_000), events, call, "replay",
+                             "learner", fleet, env_steps_before=14_000)
+        progress = monitor.run(report_every=10**9, interval=0)
     assert fleet.env_steps == 2_000 and progress.env_steps == 16_000
 
 
@@ -170,7 +170,8 @@ def test_dqn_trains_on_atari_frames_end_to_end(tmp_path):
     run is stopped once it has trained and played a whole game."""
     config = tmp_path / "atari.yaml"
     config.write_text(json.dumps({"batch_size": 32, "buffer_size": 5000,
-                                  "learning_starts": 500, "samples_per_insert": 4}))
+                                  "min_size_to_sample": 500, "samples_per_insert": 4,
+                                  "error_buffer": 4 * 2048}))
     command = [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
                "--env", "ALE/Pong-v5", "--local", "--actors", "1", "--envs-per-actor", "2",
                "--total-env-steps", "1000000000", "--config", str(config),
@@ -183,7 +184,7 @@ def test_dqn_trains_on_atari_frames_end_to_end(tmp_path):
     run_dir = Path(summary["run_dir"])
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     start = next(event for event in events if event["event"] == "start")
-    assert start["settings"]["algorithm_config"]["batch_size"] == 32
+    assert start["settings"]["algorithm"]["batch_size"] == 32
     episodes = [event["env_return"] for event in events if event["event"] == "episode"]
     assert episodes and all(-21 <= r <= 21 and r == int(r) for r in episodes)  # Pong scores
     assert torch.load(run_dir / "learner" / "learner.pt",
@@ -197,4 +198,4 @@ def test_a_run_with_tls_trains_over_encrypted_channels(tmp_path):
     assert summary["env_steps"] > 0 and summary["updates"] > 0
     run_dir = Path(summary["run_dir"])
     assert (run_dir / "tls" / "tls.crt").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
-    assert json.loads((run_dir / "config.json").read_text())["tls"] is True
+    assert json.loads((run_dir / "config.json").read_text())["run"]["tls"] is True

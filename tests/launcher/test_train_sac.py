@@ -1,5 +1,5 @@
 """SAC through the whole off-policy loop in one process: random actions for the first
-learning_starts steps, then the squashed-Gaussian policy; one update of 256 per env step
+min_size_to_sample steps, then the squashed-Gaussian policy; one update of 256 per env step
 held by the rate limiter; greedy evaluation plays the mean action."""
 
 import json

@@ -10,16 +10,18 @@ import numpy as np
 import torch
 
 from shoal.actors.actor import Actor
+from shoal.actors.config import CollectionConfig
 from shoal.actors.envs import probe_spec
 from shoal.actors.weights import WeightFollower
 from shoal.algorithms.actor_critic import ActorCritic, rollout_table
 from shoal.algorithms.base import weights_of
-from shoal.algorithms.ppo import PPO, PPOConfig, PPOLearner
+from shoal.algorithms.ppo import ALGORITHM as PPO
+from shoal.algorithms.ppo import PPOConfig, PPOLearner
 from shoal.learner.learner import LearnerLoop
 from shoal.learner.parameter_service import ParameterServer
 from shoal.learner.policy_lag import item_lags
 from shoal.replay_service import ReplayClient, ReplayServer
-from shoal.replay_service.config import table_from_dict
+from shoal.replay_service.table import Table
 
 from ..conftest import TOKEN, wait_until
 
@@ -47,8 +49,8 @@ def rollout(version_of_steps: np.ndarray, seed: int) -> dict[str, np.ndarray]:
 
 
 def test_learner_leaves_out_and_counts_rollouts_older_than_the_lag_bound():
-    table = table_from_dict(rollout_table(STEPS, SPEC, ENVS))
-    config = PPOConfig(update_epochs=1, num_minibatches=1, max_policy_lag=2)
+    table = Table.from_spec(rollout_table(PPOConfig(rollout_length=STEPS), SPEC, ENVS))
+    config = PPOConfig(update_epochs=1, num_minibatches=1)
     learner = PPOLearner(config, SPEC, torch.device("cpu"))
     with (ReplayServer([table], token=TOKEN) as server,
           ReplayClient(server.address, TOKEN) as replay,
@@ -75,8 +77,8 @@ def test_learner_leaves_out_and_counts_rollouts_older_than_the_lag_bound():
 
 def test_asynchronous_actor_stays_at_most_lag_plus_one_rollouts_ahead():
     lag = 2
-    config = PPOConfig(rollout_length=STEPS, max_policy_lag=lag)
-    table = table_from_dict(PPO.table(config, SPEC, ENVS))
+    config = PPOConfig(rollout_length=STEPS)
+    table = Table.from_spec(PPO.table(config, SPEC, ENVS))
     weights = weights_of(ActorCritic(SPEC, config.hidden))
     stop = threading.Event()
     with (ReplayServer([table], token=TOKEN) as server,
@@ -85,8 +87,9 @@ def test_asynchronous_actor_stays_at_most_lag_plus_one_rollouts_ahead():
           WeightFollower(parameters.address, TOKEN) as follower):
         parameters.publish(weights, version=1)
         wait_until(lambda: follower.newer_than(0) is not None, what="version 1 at the actor")
-        actor = Actor(PPO, config, "CartPole-v1", num_envs=ENVS, actor_index=0, num_actors=1,
-                      seed=0, replay=replay, table="rollouts", weights=follower)
+        actor = Actor(PPO, config, "CartPole-v1", SPEC, CollectionConfig(ENVS, max_policy_lag=lag),
+                      actor_index=0, num_actors=1, seed=0, replay=replay, table="rollouts",
+                      weights=follower)
         thread = threading.Thread(target=actor.run, args=(stop,))
         thread.start()
         try:

@@ -211,7 +211,6 @@ sample_requests = st.builds(
     batch_size=st.one_of(st.integers(-2, 40), st.sampled_from([499, 500, 501, 2**31 - 1])),
     prefetch=st.one_of(st.integers(-2, 8), st.sampled_from([63, 64, 65, 500_000])),
     num_batches=st.one_of(st.integers(-1, 3), st.sampled_from([2**62])),
-    beta=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.4)),
     timeout_seconds=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(0.0)),
 )
 

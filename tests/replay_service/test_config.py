@@ -1,7 +1,7 @@
 import pytest
 
+from shoal.protos.tables import SampleToInsertRatio
 from shoal.replay_service.config import ConfigError, server_config_from_dict
-from shoal.replay_service.rate_limiters import SampleToInsertRatio
 
 SIGNATURE = {"obs": {"dtype": "float32", "shape": [4]}, "action": {"dtype": "int64"}}
 

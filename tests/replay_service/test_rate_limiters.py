@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 
+from shoal.protos.tables import TableCounts
 from shoal.replay_service import (
     MinSize,
     OldestFirst,
@@ -18,7 +19,6 @@ from shoal.replay_service import (
     SampleToInsertRatio,
     Table,
 )
-from shoal.replay_service.rate_limiters import TableCounts
 from shoal.replay_service.table import TableClosed, WaitCancelled
 
 from ..conftest import CARTPOLE_SIGNATURE, transitions, wait_until

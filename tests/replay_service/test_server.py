@@ -56,14 +56,15 @@ def test_insert_sample_update_info_round_trip(server, client):
     assert info.signature["obs"].dtype == "float32" and list(info.signature["obs"].shape) == [4]
     assert info.stored_bytes == 301 * (16 + 8 + 4 + 16 + 4)
 
-    with client.sample("transitions", 32, beta=0.5, num_batches=3, prefetch=2) as batches:
+    with client.sample("transitions", 32, num_batches=3, prefetch=2) as batches:
         received = list(batches)
     assert len(received) == 3
     batch = received[0]
     rows = batch.columns["action"]
     np.testing.assert_array_equal(batch.keys, rows)
     np.testing.assert_array_equal(batch.columns["obs"][rows < 300], data["obs"][rows[rows < 300]])
-    assert batch.weights.dtype == np.float32 and batch.weights.max() == 1.0
+    expected = np.where(rows < 300, 2.0, 5.0) ** 0.6 / (300 * 2.0 ** 0.6 + 5.0 ** 0.6)
+    np.testing.assert_allclose(batch.probabilities, expected, rtol=1e-9)
 
     updated, ignored = client.update_priorities("transitions", batch.keys, np.full(32, 0.5))
     assert (updated, ignored) == (32, 0)
@@ -306,7 +307,6 @@ def test_writer_surfaces_the_servers_refusal(server, client):
 @pytest.mark.parametrize(("fields", "pattern"), [
     ({"batch_size": 0}, r"batch_size: expected 1..max_size \(1000\), got 0"),
     ({"batch_size": 1001}, r"batch_size: expected 1..max_size \(1000\), got 1001"),
-    ({"batch_size": 4, "beta": 2.0}, r"beta: expected a number in \[0, 1\]"),
     ({"batch_size": 4, "prefetch": -1}, r"prefetch: expected 0\.\.64"),
     # One request must not hold the table's lock for half a million batches.
     ({"batch_size": 4, "prefetch": 500_000}, r"prefetch: expected 0\.\.64 .*got 500000"),
@@ -355,11 +355,15 @@ def test_oversized_message_is_resource_exhausted_and_the_server_stays_up():
         assert table.size == 1000
 
 
-def test_prefetched_batches_arrive_one_by_one_with_their_own_weights(server, client):
+def test_prefetched_batches_arrive_one_by_one_with_their_own_probabilities(server, client):
+    priorities = np.linspace(0.1, 9.0, 200)
     with client.writer("transitions") as writer:
-        writer.extend(transitions(200), priorities=np.linspace(0.1, 9.0, 200))
-    with client.sample("transitions", 32, beta=1.0, prefetch=4, num_batches=6) as batches:
+        writer.extend(transitions(200), priorities=priorities)
+    with client.sample("transitions", 32, prefetch=4, num_batches=6) as batches:
         received = list(batches)
     assert [batch.keys.size for batch in received] == [32] * 6
-    assert all(batch.weights.max() == 1.0 for batch in received)
+    mass = priorities ** 0.6
+    for batch in received:
+        np.testing.assert_allclose(batch.probabilities, mass[batch.keys] / mass.sum(),
+                                   rtol=1e-9)
     assert server.tables["transitions"].stats().sampled_items == 6 * 32

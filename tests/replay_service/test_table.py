@@ -29,11 +29,11 @@ def test_insert_then_sample_returns_the_stored_columns():
     data = transitions(10)
     keys = table.insert(data)
     np.testing.assert_array_equal(keys, np.arange(10))
-    batch = table.sample(64, beta=0.4)
+    batch = table.sample(64)
     rows = batch.columns["action"]  # action numbers the transition
     np.testing.assert_array_equal(batch.keys, rows)
     np.testing.assert_array_equal(batch.columns["obs"], data["obs"][rows])
-    assert batch.weights.dtype == np.float32 and batch.columns["obs"].dtype == np.float32
+    assert batch.probabilities.dtype == np.float64 and batch.columns["obs"].dtype == np.float32
 
 
 def test_prioritized_sampling_follows_p_to_the_alpha():
@@ -45,17 +45,14 @@ def test_prioritized_sampling_follows_p_to_the_alpha():
     assert_frequencies_match(draws, mass / mass.sum())
 
 
-def test_probabilities_and_importance_weights_match_a_direct_computation():
-    alpha, beta = 0.6, 0.4
+def test_probabilities_match_a_direct_computation():
+    alpha = 0.6
     table = prioritized_table(max_size=100, alpha=alpha)
     priorities = np.random.default_rng(4).uniform(0.1, 3.0, 40)
     table.insert(transitions(40), priorities)
-    batch = table.sample(32, beta=beta)
+    batch = table.sample(32)
     expected_p = priorities[batch.keys] ** alpha / np.sum(priorities ** alpha)
     np.testing.assert_allclose(batch.probabilities, expected_p, rtol=1e-12)
-    raw = (40 * expected_p) ** -beta
-    np.testing.assert_allclose(batch.weights, raw / raw.max(), rtol=1e-6)
-    assert batch.weights.max() == 1.0
 
 
 def test_new_items_get_the_largest_priority_seen():
@@ -92,7 +89,7 @@ def test_uniform_selector_draws_every_live_item_equally():
     table.insert(transitions(20), np.linspace(0, 100, 20))  # priorities do not matter
     draws = np.concatenate([table.sample(25).keys for _ in range(1200)])
     assert_frequencies_match(draws, np.full(20, 1 / 20))
-    assert np.all(table.sample(8).weights == 1.0)
+    np.testing.assert_allclose(table.sample(8).probabilities, 1 / 20)
 
 
 def test_fifo_queue_returns_items_in_insertion_order_exactly_once():
@@ -170,16 +167,16 @@ def test_bad_priority_updates_change_nothing(keys, priorities, message):
     assert_state_equal(before, table.state())
 
 
-@pytest.mark.parametrize(("batch_size", "beta", "message"), [
-    (0, 0.4, "batch_size: expected 1..max_size"),
-    (1001, 0.4, "batch_size: expected 1..max_size"),
-    (8, 1.5, r"beta: expected a number in \[0, 1\]"),
+@pytest.mark.parametrize(("batch_size", "batches", "message"), [
+    (0, 1, "batch_size: expected 1..max_size"),
+    (1001, 1, "batch_size: expected 1..max_size"),
+    (8, 0, "batches: expected >= 1"),
 ])
-def test_bad_sample_requests_are_errors(batch_size, beta, message):
+def test_bad_sample_requests_are_errors(batch_size, batches, message):
     table = prioritized_table()
     table.insert(transitions(5))
     with pytest.raises(InvalidItems, match=message):
-        table.sample(batch_size, beta)
+        table.sample(batch_size, batches=batches)
 
 
 def test_constructor_rejects_bad_arguments():
@@ -251,13 +248,9 @@ def test_several_batches_in_one_draw_are_each_a_proper_batch():
     table = prioritized_table(max_size=100, alpha=1.0, seed=8)
     priorities = np.random.default_rng(8).uniform(0.5, 5.0, 60)
     table.insert(transitions(60), priorities)
-    drawn = table.sample(16, beta=0.5, batches=4)
+    drawn = table.sample(16, batches=4)
     assert drawn.keys.size == 64 and table.stats().sampled_items == 64
     np.testing.assert_allclose(drawn.probabilities, priorities[drawn.keys] / priorities.sum())
-    for batch in range(4):
-        part = slice(16 * batch, 16 * (batch + 1))
-        raw = (60 * drawn.probabilities[part]) ** -0.5
-        np.testing.assert_allclose(drawn.weights[part], raw / raw.max(), rtol=1e-6)
     # stratified draws are shuffled: no batch holds only one stretch of the mass
     assert not np.all(np.diff(np.cumsum(priorities)[drawn.keys[:16]]) >= 0)
 
