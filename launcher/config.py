@@ -219,7 +219,8 @@ def _read_tree(values: Mapping[str, Any] | None, origins: _Origins) -> dict[str,
             tree[""][key] = values[key]
             origins.keys["", key] = key
     for section in ("algorithm", *SECTIONS):
-        part = values.get(section) or {}
+        part = values.get(section)
+        part = {} if part is None else part  # "replay:" with nothing under it
         if not isinstance(part, Mapping):
             raise UsageError(f"--config: {section}: expected a mapping, got {part!r}")
         tree[section] = dict(part)
