@@ -28,12 +28,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
-import torch
 
 from shoal.protos.tables import TableSpec
+
+if TYPE_CHECKING:  # torch only where an algorithm runs: the launcher's parser reads these types
+    import torch
 
 Weights = dict[str, np.ndarray]
 ActionSpace = Literal["discrete", "box"]
@@ -195,5 +197,7 @@ def weights_of(module: torch.nn.Module) -> Weights:
 
 
 def load_weights(module: torch.nn.Module, weights: Weights) -> None:
+    import torch
+
     module.load_state_dict({name: torch.from_numpy(np.array(array))  # writable copies
                             for name, array in weights.items()})

@@ -17,6 +17,9 @@ is one UsageError naming where it came from: the flag (``--envs-per-actor: ...``
 file's key (``--config: collection.envs_per_actor: ...``). Where and how a run is launched
 (``--local``, ``--address``, ``--run-dir``, ``--resume``, TLS files, ``--json``) is not
 configuration: those stay flags of the command.
+
+This module imports no algorithm (torch) until one is needed: the parser converts a flag's
+text by its field's type, and ``shoal train --address`` probes the cluster before torch.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from typing import Any
 
 from shoal.actors.config import CollectionConfig
 from shoal.algorithms.base import Algorithm, EnvSpec, Experience
-from shoal.algorithms.registry import ALGORITHMS
 from shoal.launcher.autoscale import AutoscaleRange
 from shoal.launcher.config_types import ConfigTypeError, checked_overrides, describe_type
 from shoal.launcher.flags import FLAGS, flag_dest
@@ -120,6 +122,8 @@ class TrainConfig:
 
     @property
     def definition(self) -> Algorithm[Any]:
+        from shoal.algorithms.registry import ALGORITHMS
+
         return ALGORITHMS[self.algo]
 
     @property
@@ -252,6 +256,7 @@ def resolve(values: Mapping[str, Any] | None = None,
     value, those given only); the env is probed here, once. Every problem is a UsageError
     naming its flag or key; nothing is created."""
     from shoal.actors.envs import UnknownEnv, probe_spec
+    from shoal.algorithms.registry import ALGORITHMS
 
     origins = _Origins()
     tree = _read_tree(values, origins)
@@ -321,12 +326,16 @@ def _check_learner_builds(config: TrainConfig) -> None:
 
 
 def on_policy() -> list[str]:
+    from shoal.algorithms.registry import ALGORITHMS
+
     return sorted(name for name, a in ALGORITHMS.items() if a.experience is Experience.ROLLOUTS)
 
 
 def why_actor_count_is_fixed(definition: Algorithm[Any]) -> str | None:
     """Why a run of ``definition`` cannot change its actor count while it goes; None when
     it can."""
+    from shoal.algorithms.registry import ALGORITHMS
+
     if definition.experience is not Experience.ROLLOUTS:
         return None
     scalable = sorted(name for name, a in ALGORITHMS.items()
@@ -338,6 +347,8 @@ def why_actor_count_is_fixed(definition: Algorithm[Any]) -> str | None:
 def describe(algo: str) -> str:
     """Every field of ``algo``'s run configuration with its type, default, flag and doc:
     what ``shoal config --algo X`` prints."""
+    from shoal.algorithms.registry import ALGORITHMS
+
     definition = ALGORITHMS[algo]
     owners: list[tuple[str, type]] = [("", TrainConfig), *SECTIONS.items(),
                                       ("algorithm", definition.config_type)]

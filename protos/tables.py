@@ -250,6 +250,7 @@ class TableSpec:
     selector: Selector = field(default_factory=Uniform)
     rate_limiter: Limiter = field(default_factory=MinSize)
     max_times_sampled: int = 0   # 0: unlimited
+    remover: OldestFirst = field(default_factory=OldestFirst)  # the only one there is
     seed: int | None = None      # seeds the sampling (None: fresh entropy)
 
     def __post_init__(self) -> None:
@@ -262,6 +263,8 @@ class TableSpec:
                              f"got {self.max_times_sampled}")
         if not self.signature:
             raise ValueError("signature: expected at least one field")
+        if not isinstance(self.remover, OldestFirst):
+            raise ValueError(f"remover: expected OldestFirst(), got {self.remover!r}")
         for name, spec in self.signature.items():
             if not isinstance(spec, FieldSpec):
                 raise ValueError(f"signature.{name}: expected a FieldSpec, got {spec!r}")

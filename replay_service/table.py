@@ -100,7 +100,7 @@ class Table:
 
     @classmethod
     def from_spec(cls, spec: TableSpec) -> Table:
-        return cls(spec.name, spec.selector, OldestFirst(), spec.max_size, spec.rate_limiter,
+        return cls(spec.name, spec.selector, spec.remover, spec.max_size, spec.rate_limiter,
                    spec.signature, max_times_sampled=spec.max_times_sampled, seed=spec.seed)
 
     @classmethod
