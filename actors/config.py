@@ -11,9 +11,9 @@ class CollectionConfig:
     envs_per_actor: int = 8
     """Envs each actor steps together (one vector env); a rollout item holds all of them."""
     max_policy_lag: int | None = None
-    """On-policy algorithms (ppo, a2c) only. None: synchronous, actors wait for each new
-    weight version; K: asynchronous, actors keep collecting and the learner leaves out
-    rollouts more than K versions old."""
+    """On-policy algorithms (those collecting rollouts) only. None: synchronous, actors
+    wait for each new weight version; K: asynchronous, actors keep collecting and the
+    learner leaves out rollouts more than K versions old."""
 
     def __post_init__(self) -> None:
         if self.envs_per_actor < 1:

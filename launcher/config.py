@@ -59,10 +59,11 @@ class RunConfig:
     actors: int = 2
     """Actor processes at the start; with autoscale and no actors given, its MIN."""
     max_actors: int = 16
-    """The most actors `shoal scale` may ask for (dqn, sac); MAX of autoscale when given."""
+    """The most actors `shoal scale` may ask for (off-policy algorithms); MAX of autoscale
+    when given."""
     autoscale: str | None = None
     """MIN:MAX: keep the learner busy without actors queueing for it by adjusting the actor
-    count between MIN and MAX (dqn, sac)."""
+    count between MIN and MAX (off-policy algorithms)."""
     tls: bool = False
     """TLS on every channel of the run, with a certificate generated for it (RUN_DIR/tls/)
     unless --tls-cert/--tls-key give one."""

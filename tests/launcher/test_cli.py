@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from shoal.algorithms.registry import ALGORITHMS
+from shoal.launcher.config import on_policy
+
 from .test_cli_hardening import run_in_process
 
 
@@ -84,7 +87,7 @@ def test_replay_demo_runs_a_server_process_end_to_end():
 
 BAD_TRAIN_ARGUMENTS = [
     (["--algo", "ppo9", "--env", "CartPole-v1"],
-     "--algo: expected one of ['a2c', 'dqn', 'ppo', 'sac']"),
+     f"--algo: expected one of {sorted(ALGORITHMS)}"),  # the registry's, whatever it holds
     (["--algo", "dqn", "--env", "NoSuchEnv-v0"], "--env: "),
     (["--algo", "dqn", "--env", "CartPole-v1", "--actors", "0"], "--actors: expected a positive"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--total-env-steps", "-5"],
@@ -94,7 +97,7 @@ BAD_TRAIN_ARGUMENTS = [
     (["--algo", "dqn", "--env", "CartPole-v1", "--resume", "/nonexistent"],
      "--resume: no learner checkpoint in /nonexistent"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--max-policy-lag", "2"],
-     "--max-policy-lag: only for on-policy algorithms (a2c, ppo), not dqn"),
+     f"--max-policy-lag: only for on-policy algorithms ({', '.join(on_policy())}), not dqn"),
     (["--algo", "ppo", "--env", "CartPole-v1", "--max-policy-lag", "-1"],
      "--max-policy-lag: expected >= 0, got -1"),
     (["--algo", "dqn", "--env", "CartPole-v1", "--return-window", "0"],
