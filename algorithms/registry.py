@@ -13,6 +13,7 @@ MODULES = (
     "ppo",   # PPO: clipped surrogate or KL penalty, GAE
     "a2c",   # synchronous advantage actor-critic
     "sac",   # soft actor-critic, Box actions
+    "trpo",  # trust region policy optimisation: natural gradient, conjugate gradient
 )
 
 
