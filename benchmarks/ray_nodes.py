@@ -8,6 +8,7 @@ Used by tests/launcher/test_ray_cluster.py and benchmarks/join_cluster.py."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import shutil
@@ -34,15 +35,36 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def ephemeral_ports_start() -> int:
+    """The first port the kernel hands out for port 0 (Linux: 32768 unless tuned)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32_768
+
+
+_WORKER_BLOCKS = itertools.count(secrets.randbelow(50))
+"""Each node's 100 worker ports, a block of their own: blocks below the kernel's ephemeral
+range, which every other port of every node comes from (``free_ports``). A range inside it
+collided: Ray refused a node whose GCS or agent had been given a port of its worker range
+("worker_ports is trying to use a port number ... used by other components")."""
+
+
+def worker_port_range() -> tuple[int, int]:
+    top = ephemeral_ports_start()
+    blocks = max(1, (top - 10_000) // 100)  # 10000 .. the ephemeral start, 100 at a time
+    low = 10_000 + (next(_WORKER_BLOCKS) % blocks) * 100
+    return low, low + 99
+
+
 def node_ports() -> list[str]:
     """Every port a node listens on, its own: several raylets share this machine."""
     manager, objects, listen, grpc, env_agent, metrics = free_ports(6)
-    low = 30_000 + secrets.randbelow(300) * 100  # 100 worker ports, an unlikely range
+    low, high = worker_port_range()
     return ["--node-manager-port", str(manager), "--object-manager-port", str(objects),
             "--dashboard-agent-listen-port", str(listen),
             "--dashboard-agent-grpc-port", str(grpc), "--runtime-env-agent-port",
             str(env_agent), "--metrics-export-port", str(metrics),
-            "--min-worker-port", str(low), "--max-worker-port", str(low + 99)]
+            "--min-worker-port", str(low), "--max-worker-port", str(high)]
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
