@@ -18,12 +18,10 @@ from torch import nn
 
 from shoal.algorithms.actor_critic import (
     ActorCritic,
-    ActorCriticPolicy,
     flat_rollouts,
-    rollout_items,
-    rollout_table,
+    rollout_algorithm,
 )
-from shoal.algorithms.base import Algorithm, EnvSpec, Experience, StepResult, Weights
+from shoal.algorithms.base import EnvSpec, StepResult, Weights
 from shoal.algorithms.base import weights_of as module_weights
 from shoal.algorithms.networks import network_input
 
@@ -109,15 +107,4 @@ class A2CLearner:
         self.updates = int(state["updates"])
 
 
-ALGORITHM = Algorithm(
-    name="a2c",
-    config_type=A2CConfig,
-    experience=Experience.ROLLOUTS,
-    action_spaces=frozenset({"discrete", "box"}),
-    publish_every=1,
-    items=rollout_items,
-    batch_size=lambda config, num_actors: num_actors,  # one rollout from each actor
-    table=rollout_table,
-    make_policy=ActorCriticPolicy.of_config,
-    make_learner=A2CLearner,
-)
+ALGORITHM = rollout_algorithm("a2c", A2CConfig, A2CLearner)

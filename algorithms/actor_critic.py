@@ -5,14 +5,24 @@ and value targets."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from shoal.algorithms.base import EnvSpec, PolicyStep, RolloutItems, Weights, load_weights
+from shoal.algorithms.base import (
+    Algorithm,
+    EnvSpec,
+    Experience,
+    LearnerFactory,
+    PolicyFactory,
+    PolicyStep,
+    RolloutItems,
+    Weights,
+    load_weights,
+)
 from shoal.algorithms.networks import (
     NatureTorso,
     is_image,
@@ -175,3 +185,16 @@ def flat_rollouts(batch: Mapping[str, torch.Tensor], gamma: float, lam: float,
             rollout["terminated"], rollout["truncated"], gamma, lam)
     flat = {name: tensor.reshape(-1, *tensor.shape[2:]) for name, tensor in rollout.items()}
     return flat, advantages.reshape(-1), returns.reshape(-1)
+
+
+def rollout_algorithm(name: str, config_type: type, make_learner: LearnerFactory[Any],
+                      make_policy: PolicyFactory[Any] = ActorCriticPolicy.of_config,
+                      ) -> Algorithm[Any]:
+    """The registration PPO, A2C and TRPO share: rollouts of the actor-critic policy from
+    the FIFO rollout table, one from each actor per update, a version after every update
+    (synchronous actors wait for it); they differ in their config and their update."""
+    return Algorithm(
+        name=name, config_type=config_type, experience=Experience.ROLLOUTS,
+        action_spaces=frozenset({"discrete", "box"}), publish_every=1, items=rollout_items,
+        batch_size=lambda config, num_actors: num_actors, table=rollout_table,
+        make_policy=make_policy, make_learner=make_learner)

@@ -23,12 +23,10 @@ from torch import nn
 
 from shoal.algorithms.actor_critic import (
     ActorCritic,
-    ActorCriticPolicy,
     flat_rollouts,
-    rollout_items,
-    rollout_table,
+    rollout_algorithm,
 )
-from shoal.algorithms.base import Algorithm, EnvSpec, Experience, StepResult, Weights
+from shoal.algorithms.base import EnvSpec, StepResult, Weights
 from shoal.algorithms.base import weights_of as module_weights
 from shoal.algorithms.networks import network_input
 
@@ -233,15 +231,4 @@ class PPOLearner:
 # ------------------------------------------------------------------------ registration
 
 
-ALGORITHM = Algorithm(
-    name="ppo",
-    config_type=PPOConfig,
-    experience=Experience.ROLLOUTS,
-    action_spaces=frozenset({"discrete", "box"}),
-    publish_every=1,  # synchronous: every update is the next version the actors wait for
-    items=rollout_items,
-    batch_size=lambda config, num_actors: num_actors,  # one rollout from each actor
-    table=rollout_table,
-    make_policy=ActorCriticPolicy.of_config,
-    make_learner=PPOLearner,
-)
+ALGORITHM = rollout_algorithm("ppo", PPOConfig, PPOLearner)

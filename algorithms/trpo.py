@@ -29,10 +29,9 @@ from shoal.algorithms.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
     flat_rollouts,
-    rollout_items,
-    rollout_table,
+    rollout_algorithm,
 )
-from shoal.algorithms.base import Algorithm, EnvSpec, Experience, StepResult, Weights
+from shoal.algorithms.base import EnvSpec, StepResult, Weights
 from shoal.algorithms.base import weights_of as module_weights
 from shoal.algorithms.networks import is_image, network_input
 
@@ -162,11 +161,16 @@ def line_search(parameters: Sequence[torch.Tensor], full_step: torch.Tensor,
 # ----------------------------------------------------------------------------- learner
 
 
+def check_vector_spec(spec: EnvSpec) -> None:
+    """TRPO as written here: separate policy and value MLPs, so vector observations only."""
+    if is_image(spec):
+        raise ValueError(f"trpo takes vector observations; spec.observation_shape = "
+                         f"{spec.observation_shape} ({spec.observation_dtype}) are frames")
+
+
 class TRPOLearner:
     def __init__(self, config: TRPOConfig, spec: EnvSpec, device: torch.device) -> None:
-        if is_image(spec):
-            raise ValueError(f"trpo takes vector observations; spec.observation_shape = "
-                             f"{spec.observation_shape} ({spec.observation_dtype}) are frames")
+        check_vector_spec(spec)
         self.config = config
         self.device = device
         self.updates = 0
@@ -262,24 +266,11 @@ class TRPOLearner:
 def make_policy(config: TRPOConfig, spec: EnvSpec, actor_index: int, num_actors: int,
                        seed: int = 0) -> ActorCriticPolicy:
     """Actors play the actor-critic policy; frames are refused here as in the learner."""
-    if is_image(spec):
-        raise ValueError(f"trpo takes vector observations; spec.observation_shape = "
-                         f"{spec.observation_shape} ({spec.observation_dtype}) are frames")
+    check_vector_spec(spec)
     return ActorCriticPolicy.of_config(config, spec, actor_index, num_actors, seed)
 
 
 # ------------------------------------------------------------------------ registration
 
 
-ALGORITHM = Algorithm(
-    name="trpo",
-    config_type=TRPOConfig,
-    experience=Experience.ROLLOUTS,
-    action_spaces=frozenset({"discrete", "box"}),
-    publish_every=1,  # synchronous: every update is the next version the actors wait for
-    items=rollout_items,
-    batch_size=lambda config, num_actors: num_actors,  # one rollout from each actor
-    table=rollout_table,
-    make_policy=make_policy,
-    make_learner=TRPOLearner,
-)
+ALGORITHM = rollout_algorithm("trpo", TRPOConfig, TRPOLearner, make_policy)
