@@ -5,7 +5,8 @@ the initial priorities the policy gives them (DQN's Ape-X priorities; SAC's item
 table's highest priority). ``RolloutCollector`` (``Experience.ROLLOUTS``: PPO, A2C): one
 T x E rollout per item, with behaviour log-probs, values and bootstrap values. A
 synchronous actor waits after each rollout for the weights the learner trains from it; an
-asynchronous one (``max_policy_lag`` K) stays up to K + 1 rollouts ahead of the learner.
+asynchronous one (``max_policy_lag`` K) stays up to K + 1 rollouts ahead of the learner;
+an unpaced algorithm's (``RolloutItems.paced`` False: V-trace) never waits.
 ``observe`` returns (columns with the item axis first, priorities or None), or None when
 no item is complete yet. Neither knows an algorithm's names: the algorithm says how to cut
 items (``TransitionItems``, ``RolloutItems``) and its policy what they start with.
@@ -13,6 +14,7 @@ items (``TransitionItems``, ``RolloutItems``) and its policy what they start wit
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
@@ -78,8 +80,10 @@ class RolloutCollector:
         self._adder = RolloutAdder(num_envs, items.length)
         self._policy = policy
         # Rollouts this actor may have written that the learner has not yet trained on:
-        # 1 is synchronous; K + 1 keeps collection going while the learner trains.
-        self._limit = 1 if max_policy_lag is None else max_policy_lag + 1
+        # 1 is synchronous; K + 1 keeps collection going while the learner trains; an
+        # unpaced algorithm (V-trace) has no limit.
+        self._limit: float = (math.inf if not items.paced
+                              else 1 if max_policy_lag is None else max_policy_lag + 1)
         self._left = self._limit
         self._seen_version = policy.version
 

@@ -13,7 +13,8 @@ class CollectionConfig:
     max_policy_lag: int | None = None
     """On-policy algorithms (those collecting rollouts) only. None: synchronous, actors
     wait for each new weight version; K: asynchronous, actors keep collecting and the
-    learner leaves out rollouts more than K versions old."""
+    learner leaves out rollouts more than K versions old. IMPALA's actors never wait, and
+    its learner trains on every rollout unless K is given."""
 
     def __post_init__(self) -> None:
         if self.envs_per_actor < 1:

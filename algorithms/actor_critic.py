@@ -1,10 +1,10 @@
-"""What PPO and A2C share: the actor-critic network, the policy actors run with it, the
-rollout table, and turning a batch of rollouts into time-first columns with advantages
-and value targets."""
+"""What the rollout algorithms (PPO, A2C, TRPO, IMPALA) share: the actor-critic network,
+the policy actors run with it, the rollout table, and turning a batch of rollouts into
+time-first columns with advantages and value targets."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +20,7 @@ from shoal.algorithms.base import (
     PolicyFactory,
     PolicyStep,
     RolloutItems,
+    TableFactory,
     Weights,
     load_weights,
 )
@@ -170,15 +171,21 @@ class ActorCriticPolicy:
         self.version = version
 
 
+def time_first(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """B rollouts of [T, E, ...] -> one [T, B*E, ...] rollout: each of the B*E columns one
+    env's T consecutive steps, which is what the return recursions run along."""
+    def one(x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(0, 1)
+        return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
+
+    return {name: one(tensor) for name, tensor in batch.items()}
+
+
 def flat_rollouts(batch: Mapping[str, torch.Tensor], gamma: float, lam: float,
                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """B rollouts of [T, E, ...] -> every step as a row (columns [B*T*E, ...]), with its
     GAE advantage and value target computed per rollout env, time first."""
-    def time_first(x: torch.Tensor) -> torch.Tensor:   # [B, T, E, ...] -> [T, B*E, ...]
-        x = x.transpose(0, 1)
-        return x.reshape(x.shape[0], x.shape[1] * x.shape[2], *x.shape[3:])
-
-    rollout = {name: time_first(tensor) for name, tensor in batch.items()}
+    rollout = time_first(batch)
     with torch.no_grad():
         advantages, returns = advantages_and_returns(
             rollout["reward"].float(), rollout["value"].float(), rollout["next_value"].float(),
@@ -189,12 +196,14 @@ def flat_rollouts(batch: Mapping[str, torch.Tensor], gamma: float, lam: float,
 
 def rollout_algorithm(name: str, config_type: type, make_learner: LearnerFactory[Any],
                       make_policy: PolicyFactory[Any] = ActorCriticPolicy.of_config,
-                      ) -> Algorithm[Any]:
-    """The registration PPO, A2C and TRPO share: rollouts of the actor-critic policy from
-    the FIFO rollout table, one from each actor per update, a version after every update
-    (synchronous actors wait for it); they differ in their config and their update."""
+                      items: Callable[[Any], RolloutItems] = rollout_items,
+                      table: TableFactory[Any] = rollout_table) -> Algorithm[Any]:
+    """The registration PPO, A2C, TRPO and IMPALA share: rollouts of the actor-critic
+    policy from the FIFO rollout table, one from each actor per update, a version after
+    every update (synchronous actors wait for it); they differ in their config and their
+    update, and IMPALA in how its actors pace themselves (``items``) and its queue."""
     return Algorithm(
         name=name, config_type=config_type, experience=Experience.ROLLOUTS,
-        action_spaces=frozenset({"discrete", "box"}), publish_every=1, items=rollout_items,
-        batch_size=lambda config, num_actors: num_actors, table=rollout_table,
+        action_spaces=frozenset({"discrete", "box"}), publish_every=1, items=items,
+        batch_size=lambda config, num_actors: num_actors, table=table,
         make_policy=make_policy, make_learner=make_learner)

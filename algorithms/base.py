@@ -87,6 +87,10 @@ class RolloutItems:
     """How an actor cuts its steps into rollouts (``Experience.ROLLOUTS``)."""
 
     length: int              # T: env steps per rollout item
+    paced: bool = True
+    """True: the actors wait for the learner, after every rollout (synchronous) or K + 1
+    ahead of it (``max_policy_lag`` K). False: they never wait for weights, and the
+    algorithm corrects for the policy lag instead (IMPALA's V-trace)."""
 
 
 @dataclass(frozen=True)

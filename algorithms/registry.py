@@ -14,6 +14,7 @@ MODULES = (
     "a2c",   # synchronous advantage actor-critic
     "sac",   # soft actor-critic, Box actions
     "trpo",  # trust region policy optimisation: natural gradient, conjugate gradient
+    "impala",  # V-trace actor-critic: actors never wait, the learner corrects for lag
 )
 
 

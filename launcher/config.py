@@ -304,10 +304,15 @@ def resolve(values: Mapping[str, Any] | None = None,
     config = TrainConfig(algo=algo, env=env, env_spec=spec, algorithm=settings, seed=seed,
                          **sections)
     try:
-        config.table  # noqa: B018 - a table the replay service could not build stops it here
+        table = config.table  # a table the replay service could not build stops it here
     except ValueError as error:
         raise UsageError(f"--config: {algo}'s replay table refuses these settings: "
                          f"{error}") from None
+    per_update = definition.batch_size(settings, config.run.actors)
+    if table.is_queue and per_update > table.max_size:  # a sample that can never be served
+        raise UsageError(f"{origins.name('run', 'actors')}: {algo} trains on {per_update} "
+                         f"rollouts per update (one per actor), more than its queue holds "
+                         f"({table.max_size}); fewer actors, or a bigger queue")
     if check_learner:
         _check_learner_builds(config)
     return config

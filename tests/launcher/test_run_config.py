@@ -66,6 +66,19 @@ def test_a_bad_value_is_named_by_where_it_came_from(values, flags, message):
     assert message.replace("dqn", algo) in str(refused.value)
 
 
+def test_more_rollouts_per_update_than_the_queue_holds_is_refused_before_the_run():
+    """One rollout per actor per update: a queue smaller than that would never serve a
+    sample, and the learner would wait forever."""
+    base = {"algo": "impala", "env": "CartPole-v1",
+            "run": {"actors": 20, "max_actors": 20}}
+    with pytest.raises(UsageError, match=r"--config: run.actors: impala trains on 20 "
+                                         r"rollouts per update .* its queue holds \(16\)"):
+        resolve(base, {}, check_learner=False)
+    bigger = resolve({**base, "algorithm": {"max_queued_rollouts": 20}}, {},
+                     check_learner=False)
+    assert bigger.table.max_size == 20
+
+
 def test_autoscale_starts_at_its_minimum_unless_actors_are_given():
     base = {"algo": "dqn", "env": "CartPole-v1"}
     config = resolve({**base, "run": {"autoscale": "3:5"}}, check_learner=False)
