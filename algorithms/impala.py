@@ -9,7 +9,8 @@ behind the one being trained (pi); V-trace (``returns.py``) corrects for that wi
 truncated importance weights: value targets v_s for the critic, and advantages
 rho_s (r_s + gamma v_{s+1} - V(x_s)) for the policy gradient, plus an entropy bonus.
 Where PPO and A2C would have to drop a stale rollout or wait for a fresh one, IMPALA uses
-it.
+it. With ``clip_coef`` set it is APPO instead: PPO's clipped surrogate over the V-trace
+advantages, for several epochs.
 
 V is the learner's current critic at every observation the rollout holds. A rollout does
 not hold the observation after its last step, nor the final observation where a time
@@ -38,6 +39,7 @@ from shoal.algorithms.actor_critic import (
 from shoal.algorithms.base import EnvSpec, RolloutItems, StepResult, Weights
 from shoal.algorithms.base import weights_of as module_weights
 from shoal.algorithms.networks import network_input
+from shoal.algorithms.ppo import clipped_surrogate
 from shoal.algorithms.returns import vtrace
 from shoal.protos.tables import TableSpec
 
@@ -77,6 +79,12 @@ class ImpalaConfig:
     """Gradient-norm clip."""
     normalize_advantages: bool = False
     """Normalise the policy-gradient advantages within each minibatch."""
+    clip_coef: float | None = None
+    """None: IMPALA's policy gradient, rho_s log pi(a|x) A_s. epsilon: APPO's (Sample
+    Factory's asynchronous PPO): PPO's clipped surrogate min(r A, clip(r, 1 - eps,
+    1 + eps) A) with r = pi/mu, the ratio to the behaviour policy, over the V-trace
+    advantage r_s + gamma v_{s+1} - V(x_s) (the ratio weighs it, so rho does not); with
+    several ``update_epochs`` it keeps PPO's sample efficiency."""
     max_queued_rollouts: int = 16
     """Size of the FIFO queue between actors and learner, at least the actor count (one
     update's rollouts). When the learner falls behind, the actors wait for room here (the
@@ -91,6 +99,8 @@ class ImpalaConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, "
                              f"got {self.optimizer!r}")
+        if self.clip_coef is not None and not self.clip_coef > 0:
+            raise ValueError(f"clip_coef: expected > 0 or None, got {self.clip_coef}")
         for name in ("rho_bar", "c_bar"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
@@ -165,9 +175,16 @@ class ImpalaLearner:
             targets, advantages = vtrace(
                 log_ratios, rollout["reward"].float(), current, next_values, terminated,
                 truncated, config.gamma, config.rho_bar, config.c_bar)
+            ratios = log_ratios.exp()
+            if config.clip_coef is not None:  # the surrogate's ratio is the weight
+                advantages = advantages / ratios.clamp(max=config.rho_bar)
             if config.normalize_advantages and advantages.numel() > 1:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = -(log_prob * advantages).mean()
+        if config.clip_coef is None:
+            policy_loss = -(log_prob * advantages).mean()
+        else:
+            policy_loss = clipped_surrogate((log_prob - behaviour_log_prob).exp(), advantages,
+                                            config.clip_coef)
         value_loss = 0.5 * ((values - targets) ** 2).mean()
         entropy = distribution.entropy().mean()
         loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
@@ -177,7 +194,6 @@ class ImpalaLearner:
         grad_norm = nn.utils.clip_grad_norm_(self.network.parameters(), config.max_grad_norm,
                                              foreach=True)
         self.optimizer.step()
-        ratios = log_ratios.exp()
         metrics["policy_loss"].append(policy_loss.detach())
         metrics["value_loss"].append(value_loss.detach())
         metrics["entropy"].append(entropy.detach())
