@@ -1,20 +1,22 @@
-"""PPO's objectives side by side: final return at equal env steps, per env and seed.
+"""PPO's objectives and TRPO side by side: final return at equal env steps, per env and seed.
 
-    python benchmarks/ppo_objectives.py [--objectives clip kl_adaptive none] \
+    python benchmarks/ppo_objectives.py [--objectives clip kl_adaptive none trpo] \
         [--seeds 0 1 2] [--cartpole-steps 60000] [--pendulum-steps 200000] [--parallel 2] \
         [--run-dir DIR] [--json]
 
-Each cell is a real ``shoal train --algo ppo --local`` with no target, so every run takes
-the same number of env steps; the figure is the run's final mean return over its last 20
-training episodes. CartPole-v1 runs with shoal's PPO defaults, Pendulum-v1 with
-``configs/ppo_pendulum.yaml``; only ``objective`` changes between the columns (kl_adaptive
-starts from beta 1 and targets KL 0.01; none is the unclipped ratio-weighted policy
-gradient, run for the same epochs). Synchronous runs take the same steps whatever the
-machine's load, so ``--parallel`` runs may share the cores without changing the figures
-(only their wall time).
+Each cell is a real ``shoal train --local`` with no target, so every run takes the same
+number of env steps; the figure is the run's final mean return over its last 20 training
+episodes. The PPO columns (``--algo ppo``) run CartPole-v1 with shoal's PPO defaults and
+Pendulum-v1 with ``configs/ppo_pendulum.yaml``; only ``objective`` changes between them
+(kl_adaptive starts from beta 1 and targets KL 0.01; none is the unclipped ratio-weighted
+policy gradient, run for the same epochs). The ``trpo`` column is ``--algo trpo`` with the
+trust region the PPO objectives approximate, max_kl (δ) 0.01: TRPO's defaults on
+CartPole-v1, ``configs/trpo_pendulum.yaml`` on Pendulum-v1. Every column sees the same
+seeds. Synchronous runs take the same steps whatever the machine's load, so ``--parallel``
+runs may share the cores without changing the figures (only their wall time).
 
-With --json the last line is a list of objects: env, objective, seed, env_steps,
-mean_return (null if the run failed).
+With --json the last line is a list of objects: env, objective (``trpo`` for TRPO's
+runs), seed, env_steps, mean_return (null if the run failed).
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ from typing import Any
 import yaml
 
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
-PENDULUM_CONFIG = Path(__file__).with_name("configs") / "ppo_pendulum.yaml"
+CONFIGS = Path(__file__).with_name("configs")
+TRPO = "trpo"  # the column that is TRPO rather than a PPO objective
+TRPO_MAX_KL = 0.01  # δ, the KL bound kl_adaptive's target matches
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objectives", nargs="+", default=["clip", "kl_adaptive", "none"])
+    parser.add_argument("--objectives", nargs="+", default=["clip", "kl_adaptive", "none", TRPO],
+                        help=f"PPO objectives, and {TRPO} for TRPO at max_kl {TRPO_MAX_KL}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cartpole-steps", type=int, default=60_000)
     parser.add_argument("--pendulum-steps", type=int, default=200_000)
@@ -49,13 +54,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def cell_settings(env: str, objective: str) -> tuple[str, dict[str, Any]]:
+    """The algorithm a column runs and its settings on ``env``: PPO with the objective, or
+    TRPO with its trust region."""
+    override: dict[str, Any]
+    if objective == TRPO:
+        algo, override = "trpo", {"max_kl": TRPO_MAX_KL}
+    else:
+        algo, override = "ppo", {"objective": objective}
+    tuned = CONFIGS / f"{algo}_pendulum.yaml"
+    settings = yaml.safe_load(tuned.read_text()) if env == "Pendulum-v1" else {}
+    return algo, {**settings, **override}
+
+
 def run_cell(env: str, objective: str, seed: int, steps: int, actors: int,
              folder: Path) -> dict[str, Any]:
-    settings = yaml.safe_load(PENDULUM_CONFIG.read_text()) if env == "Pendulum-v1" else {}
+    algo, settings = cell_settings(env, objective)
     config = folder / f"{env}-{objective}-{seed}.yaml"
-    config.write_text(yaml.safe_dump({**settings, "objective": objective}))
+    config.write_text(yaml.safe_dump(settings))
     result = subprocess.run(
-        [*SHOAL, "train", "--local", "--algo", "ppo", "--env", env, "--actors", str(actors),
+        [*SHOAL, "train", "--local", "--algo", algo, "--env", env, "--actors", str(actors),
          "--seed", str(seed), "--total-env-steps", str(steps), "--config", str(config),
          "--run-dir", str(folder / "runs"), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
@@ -73,18 +91,24 @@ def run_cell(env: str, objective: str, seed: int, steps: int, actors: int,
 
 
 def print_table(rows: list[dict[str, Any]], objectives: list[str]) -> None:
-    print(f"{'env':<12} {'env steps':>9} " + " ".join(f"{o:>26}" for o in objectives))
+    """One line per env, one column per objective: each seed's return, then their mean."""
+    lines: list[tuple[str, int, list[str]]] = []
     for env in dict.fromkeys(row["env"] for row in rows):
-        cells, steps = [], None
+        steps = next((row["env_steps"] for row in rows
+                      if row["env"] == env and row["env_steps"] is not None), None)
+        cells = []
         for objective in objectives:
             values = [row["mean_return"] for row in rows if row["env"] == env
                       and row["objective"] == objective and row["mean_return"] is not None]
-            steps = steps or next((row["env_steps"] for row in rows if row["env"] == env), None)
             text = " / ".join(f"{v:.0f}" for v in values)
             if values:
                 text += f" (mean {statistics.fmean(values):.0f})"
-            cells.append(f"{text:>26}")
-        print(f"{env:<12} {steps or 0:>9,} " + " ".join(cells))
+            cells.append(text)
+        lines.append((env, steps or 0, cells))
+    width = max([26, *(len(cell) for _, _, cells in lines for cell in cells)])
+    print(f"{'env':<12} {'env steps':>9} " + " ".join(f"{o:>{width}}" for o in objectives))
+    for env, steps, cells in lines:
+        print(f"{env:<12} {steps:>9,} " + " ".join(f"{cell:>{width}}" for cell in cells))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,17 @@
 """Stable-Baselines3's time to the same target, for ``time_to_solve.py --sb3`` to put beside
-shoal's (benchmark-only: SB3 is the ``bench`` extra, never imported by shoal).
+shoal's (benchmark-only: SB3 and sb3-contrib are the ``bench`` extra, never imported by shoal).
 
     python benchmarks/sb3_time_to_solve.py --algo ppo --env CartPole-v1 --seed 0 \
         [--target-return 475] [--window 20] [--total-env-steps 500000] [--json]
 
-One SB3 training per invocation with rl-baselines3-zoo's tuned hyperparameters where the
-zoo has them (``ZOO``), SB3's defaults otherwise, stopped by a callback once the mean of
-the last ``window`` finished training episodes reaches the target: the same criterion
-``shoal train --target-return`` uses. The clock for "from the first env step" starts when
-SB3's training loop starts (after the model is built and the envs reset), the command's
-clock when this script starts, before torch and SB3 are imported.
+One SB3 training per invocation (``stable_baselines3.<ALGO>``; TRPO is sb3-contrib's
+``sb3_contrib.TRPO``) with rl-baselines3-zoo's tuned hyperparameters where the zoo has
+them (``ZOO``; not its n_timesteps, the budget is --total-env-steps), SB3's defaults
+otherwise, stopped by a callback once the mean of the last ``window`` finished training
+episodes reaches the target: the same criterion ``shoal train --target-return`` uses. The
+clock for "from the first env step" starts when SB3's training loop starts (after the
+model is built and the envs reset), the command's clock when this script starts, before
+torch and SB3 are imported.
 
 With --json the last line is one JSON object: reached, mean_return, env_steps,
 seconds_from_first_step, seconds_total.
@@ -28,13 +30,19 @@ from collections import deque  # noqa: E402
 from typing import Any  # noqa: E402
 
 ZOO: dict[tuple[str, str], dict[str, Any]] = {
-    # rl-baselines3-zoo hyperparams/{ppo,a2c,sac}.yml; "lin_x" schedules written out.
+    # rl-baselines3-zoo hyperparams/{ppo,a2c,sac,trpo}.yml; "lin_x" schedules written out.
     ("ppo", "CartPole-v1"): {"n_envs": 8, "n_steps": 32, "batch_size": 256,
                              "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
                              "ent_coef": 0.0, "learning_rate": "lin_1e-3",
                              "clip_range": "lin_0.2"},
     ("a2c", "CartPole-v1"): {"n_envs": 8, "ent_coef": 0.0},
     ("sac", "Pendulum-v1"): {"n_envs": 1, "learning_rate": 1e-3},
+    ("trpo", "CartPole-v1"): {"n_envs": 2, "n_steps": 512, "batch_size": 512,
+                              "cg_damping": 1e-3, "gae_lambda": 0.98, "gamma": 0.99,
+                              "learning_rate": 1e-3, "n_critic_updates": 20},
+    # the zoo's Pendulum TRPO explores with gSDE (shoal's TRPO does not)
+    ("trpo", "Pendulum-v1"): {"n_envs": 2, "n_steps": 1024, "gamma": 0.9,
+                              "n_critic_updates": 15, "use_sde": True, "sde_sample_freq": 4},
 }
 
 
@@ -50,9 +58,20 @@ def hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
     return settings
 
 
+def model_type(algo: str) -> Any:
+    """The SB3 class: sb3-contrib's for TRPO, stable_baselines3's for the rest."""
+    if algo == "trpo":
+        import sb3_contrib
+
+        return sb3_contrib.TRPO
+    import stable_baselines3
+
+    return getattr(stable_baselines3, algo.upper())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", required=True, choices=["ppo", "a2c", "sac", "dqn"])
+    parser.add_argument("--algo", required=True, choices=["ppo", "a2c", "sac", "dqn", "trpo"])
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-return", type=float, default=475.0)
@@ -61,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    import stable_baselines3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -87,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = hyperparameters(args.algo, args.env)
     envs = make_vec_env(args.env, n_envs=settings.pop("n_envs"), seed=args.seed)
-    model_type = getattr(stable_baselines3, args.algo.upper())
-    model = model_type("MlpPolicy", envs, seed=args.seed, device="cpu", **settings)
+    model = model_type(args.algo)("MlpPolicy", envs, seed=args.seed, device="cpu", **settings)
     callback = StopAtTarget()
     model.learn(total_timesteps=args.total_env_steps, callback=callback)
     now = time.monotonic()

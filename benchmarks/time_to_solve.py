@@ -20,9 +20,11 @@ command failed also has an ``error`` string, and null for what it could not meas
 With --sb3, each seed's shoal run is followed by Stable-Baselines3's on the same task, seed
 and target (``sb3_time_to_solve.py``: rl-baselines3-zoo's tuned settings, the same
 last-20-episodes criterion), so the two are measured side by side under the same machine
-load; rows then also carry ``sb3`` (reached, mean_return, env_steps,
-seconds_from_first_step, seconds_total, command_seconds) and ``ratio_to_sb3`` (shoal's
-seconds from the first env step over SB3's, when both reached the target).
+load. SB3 runs shoal's algorithm's peer (``SB3_PEER``): the same algorithm where SB3 has
+it (trpo is sb3-contrib's TRPO), ppo for impala (shoal's V-trace actor-critic, which SB3
+lacks). Rows then also carry ``sb3`` (sb3_algo, the peer's name; reached, mean_return,
+env_steps, seconds_from_first_step, seconds_total, command_seconds) and ``ratio_to_sb3``
+(shoal's seconds from the first env step over SB3's, when both reached the target).
 Nothing is asserted: the machine is shared and noisy.
 """
 
@@ -43,6 +45,13 @@ SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
 TRAIN_KEYS = ("reached", "mean_return", "env_steps", "updates", "seconds_from_first_step",
               "seconds_total", "run_dir")
 BAD_ARGUMENTS = 2  # shoal's exit code for a bad argument: every seed would fail alike
+# The SB3 algorithm a shoal algorithm is measured against where SB3 lacks it; any other is
+# its own peer (trpo included: sb3_time_to_solve.py takes it from sb3-contrib).
+SB3_PEER = {"impala": "ppo"}
+
+
+def sb3_peer(algo: str) -> str:
+    return SB3_PEER.get(algo, algo)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,9 +147,11 @@ def measure_seed(args: argparse.Namespace, seed: int, root: Path) -> dict[str, A
 
 
 def run_sb3(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """SB3 on the same task, seed and target, in a process of its own like shoal's."""
+    """SB3's peer algorithm on the same task, seed and target, in a process of its own like
+    shoal's."""
+    peer = sb3_peer(args.algo)
     command = [sys.executable, str(Path(__file__).with_name("sb3_time_to_solve.py")),
-               "--algo", args.algo, "--env", args.env, "--seed", str(seed),
+               "--algo", peer, "--env", args.env, "--seed", str(seed),
                "--target-return", str(args.target_return),
                "--window", str(args.return_window), "--json"]
     if args.total_env_steps is not None:
@@ -152,7 +163,7 @@ def run_sb3(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     except ValueError:
         row = {"error": f"sb3 exited {result.returncode}"}
     row["command_seconds"] = time.monotonic() - started
-    return row
+    return {"sb3_algo": peer, **row}
 
 
 def ratio_to_sb3(row: dict[str, Any]) -> float | None:
@@ -188,7 +199,8 @@ def print_table(rows: list[dict[str, Any]], target: float) -> None:
                   f"{fmt(sb3.get('mean_return'), '.1f'):>9} {fmt(sb3.get('env_steps'), ','):>10} "
                   f"{'':>8} {fmt(sb3.get('seconds_from_first_step'), '.1f'):>10} "
                   f"{fmt(sb3.get('seconds_total'), '.1f'):>7} {sb3['command_seconds']:>9.1f}"
-                  f"   shoal/sb3 time from 1st step: {fmt(row['ratio_to_sb3'], '.2f')}"
+                  f"   sb3 {sb3['sb3_algo']}; shoal/sb3 time from 1st step: "
+                  f"{fmt(row['ratio_to_sb3'], '.2f')}"
                   + (f"  ({sb3['error']})" if sb3.get("error") else ""))
 
 
