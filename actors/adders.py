@@ -101,13 +101,13 @@ class NStepTransitionAdder:
 
 
 class RolloutAdder:
-    """``length`` steps of all envs as one item, time first ([T, E, ...]), for on-policy
-    learners (PPO, A2C). Terminations and truncations are kept apart: a truncated episode
-    bootstraps from the value of its final observation (``final_values``, computed by the
-    actor), a terminated one does not. ``next_value[t]`` is the value of the observation
-    after step t, so the learner needs no network pass to bootstrap (see
-    ``algorithms/returns.py``); the last step's is the value of the observation the next
-    rollout starts from (``take(last_values)``)."""
+    """``length`` steps of all envs as one item, time first ([T, E, ...]), for the rollout
+    learners (PPO, A2C, TRPO, IMPALA). Terminations and truncations are kept apart: a
+    truncated episode bootstraps from the value of its final observation
+    (``final_values``, computed by the actor), a terminated one does not.
+    ``next_value[t]`` is the value of the observation after step t, so GAE needs no
+    network pass to bootstrap (see ``algorithms/returns.py``); the last step's is the
+    value of the observation the next rollout starts from (``take(last_values)``)."""
 
     def __init__(self, num_envs: int, length: int) -> None:
         if length < 1:
