@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from shoal.algorithms.actor_critic import (
     ActorCritic,
+    ActorCriticState,
     flat_rollouts,
     rollout_algorithm,
 )
-from shoal.algorithms.base import EnvSpec, StepResult, Weights
-from shoal.algorithms.base import weights_of as module_weights
+from shoal.algorithms.base import EnvSpec, StepResult
 from shoal.algorithms.networks import network_input
 
 OPTIMIZERS = ("rmsprop", "adam")
@@ -58,7 +57,7 @@ class A2CConfig:
                              f"got {self.optimizer!r}")
 
 
-class A2CLearner:
+class A2CLearner(ActorCriticState):
     def __init__(self, config: A2CConfig, spec: EnvSpec, device: torch.device) -> None:
         self.config = config
         self.device = device
@@ -93,18 +92,5 @@ class A2CLearner:
             "policy_loss": float(policy_loss.detach()),
             "value_loss": float(value_loss.detach()), "entropy": float(entropy.detach()),
             "grad_norm": float(grad_norm)})
-
-    def weights(self) -> Weights:
-        return module_weights(self.network)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "updates": self.updates}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = int(state["updates"])
-
 
 ALGORITHM = rollout_algorithm("a2c", A2CConfig, A2CLearner)

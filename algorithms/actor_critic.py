@@ -23,6 +23,7 @@ from shoal.algorithms.base import (
     TableFactory,
     Weights,
     load_weights,
+    weights_of,
 )
 from shoal.algorithms.networks import (
     NatureTorso,
@@ -169,6 +170,27 @@ class ActorCriticPolicy:
     def load(self, weights: Weights, version: int) -> None:
         load_weights(self.network, weights)
         self.version = version
+
+
+class ActorCriticState:
+    """What a learner of one ``ActorCritic`` and one optimizer publishes and checkpoints
+    (A2C, PPO, IMPALA): the network's weights, and network, optimizer and update count."""
+
+    network: ActorCritic
+    optimizer: torch.optim.Optimizer
+    updates: int
+
+    def weights(self) -> Weights:
+        return weights_of(self.network)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "updates": self.updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
 
 
 def time_first(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -25,19 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from shoal.algorithms.actor_critic import (
     ActorCritic,
+    ActorCriticState,
     rollout_algorithm,
     rollout_table,
     time_first,
 )
-from shoal.algorithms.base import EnvSpec, RolloutItems, StepResult, Weights
-from shoal.algorithms.base import weights_of as module_weights
+from shoal.algorithms.base import EnvSpec, RolloutItems, StepResult
 from shoal.algorithms.networks import network_input
 from shoal.algorithms.ppo import clipped_surrogate
 from shoal.algorithms.returns import vtrace
@@ -113,7 +112,7 @@ class ImpalaConfig:
 # ----------------------------------------------------------------------------- learner
 
 
-class ImpalaLearner:
+class ImpalaLearner(ActorCriticState):
     def __init__(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device,
                  seed: int = 0) -> None:
         self.config = config
@@ -200,19 +199,6 @@ class ImpalaLearner:
         metrics["mean_ratio"].append(ratios.mean())
         metrics["clipped_rho_fraction"].append((ratios > config.rho_bar).float().mean())
         metrics["grad_norm"].append(grad_norm.detach())
-
-    def weights(self) -> Weights:
-        return module_weights(self.network)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "updates": self.updates}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = int(state["updates"])
-
 
 # ------------------------------------------------------------------------ registration
 

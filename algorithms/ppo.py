@@ -23,11 +23,11 @@ from torch import nn
 
 from shoal.algorithms.actor_critic import (
     ActorCritic,
+    ActorCriticState,
     flat_rollouts,
     rollout_algorithm,
 )
-from shoal.algorithms.base import EnvSpec, StepResult, Weights
-from shoal.algorithms.base import weights_of as module_weights
+from shoal.algorithms.base import EnvSpec, StepResult
 from shoal.algorithms.networks import network_input
 
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
@@ -119,7 +119,7 @@ def approximate_kl(old_log_prob: torch.Tensor, new_log_prob: torch.Tensor) -> to
 # ----------------------------------------------------------------------------- learner
 
 
-class PPOLearner:
+class PPOLearner(ActorCriticState):
     def __init__(self, config: PPOConfig, spec: EnvSpec, device: torch.device,
                  seed: int = 0) -> None:
         self.config = config
@@ -214,17 +214,11 @@ class PPOLearner:
         metrics["clip_fraction"].append(
             ((ratio.detach() - 1.0).abs() > config.clip_coef).float().mean())
 
-    def weights(self) -> Weights:
-        return module_weights(self.network)
-
     def state_dict(self) -> dict[str, Any]:
-        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "updates": self.updates, "kl_beta": self.kl_beta}
+        return {**super().state_dict(), "kl_beta": self.kl_beta}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = int(state["updates"])
+        super().load_state_dict(state)
         self.kl_beta = float(state["kl_beta"])
 
 

@@ -20,6 +20,14 @@ from __future__ import annotations
 import torch
 
 
+def _check_rollout_shapes(**columns: torch.Tensor) -> None:
+    """Every column [T, E] alike, or a ValueError naming each one's shape."""
+    shapes = [tensor.shape for tensor in columns.values()]
+    if any(shape != shapes[0] for shape in shapes) or len(shapes[0]) != 2:
+        named = ", ".join(f"{name} {tuple(tensor.shape)}" for name, tensor in columns.items())
+        raise ValueError(f"expected equal [T, E] shapes, got {named}")
+
+
 def advantages_and_returns(
     rewards: torch.Tensor,
     values: torch.Tensor,
@@ -31,12 +39,8 @@ def advantages_and_returns(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE(lambda) advantages and value targets, each [T, E]; lam = 1 gives the discounted
     n-step return (A2C), bootstrapped from the rollout's last next value."""
-    if not (rewards.shape == values.shape == next_values.shape == terminated.shape
-            == truncated.shape) or rewards.dim() != 2:
-        raise ValueError(f"expected equal [T, E] shapes, got rewards {tuple(rewards.shape)}, "
-                         f"values {tuple(values.shape)}, next_values "
-                         f"{tuple(next_values.shape)}, terminated {tuple(terminated.shape)}, "
-                         f"truncated {tuple(truncated.shape)}")
+    _check_rollout_shapes(rewards=rewards, values=values, next_values=next_values,
+                          terminated=terminated, truncated=truncated)
     alive = 1.0 - terminated.to(values.dtype)              # a next state that has a value
     continues = alive * (1.0 - truncated.to(values.dtype))  # the same episode goes on
     deltas = rewards + gamma * alive * next_values - values
@@ -74,13 +78,8 @@ def vtrace(
     or a truncation cut it (nothing after it is known). With pi = mu and infinite caps,
     v_s is the n-step return; rho_bar bounds the fixed point's bias towards mu,
     c_bar how far a trace reaches (the variance)."""
-    if not (log_ratios.shape == rewards.shape == values.shape == next_values.shape
-            == terminated.shape == truncated.shape) or rewards.dim() != 2:
-        raise ValueError(f"expected equal [T, E] shapes, got log_ratios "
-                         f"{tuple(log_ratios.shape)}, rewards {tuple(rewards.shape)}, "
-                         f"values {tuple(values.shape)}, next_values "
-                         f"{tuple(next_values.shape)}, terminated {tuple(terminated.shape)}, "
-                         f"truncated {tuple(truncated.shape)}")
+    _check_rollout_shapes(log_ratios=log_ratios, rewards=rewards, values=values,
+                          next_values=next_values, terminated=terminated, truncated=truncated)
     ratios = log_ratios.exp()
     rhos = ratios.clamp(max=rho_bar)
     cs = ratios.clamp(max=c_bar)
