@@ -18,7 +18,8 @@ from shoal.actors.collectors import collector_for
 from shoal.actors.config import CollectionConfig
 from shoal.actors.envs import episode_returns, make_vector_env
 from shoal.actors.weights import WeightFollower
-from shoal.algorithms.base import Algorithm, EnvSpec
+from shoal.algorithms.base import Algorithm, EnvSpec, Policy
+from shoal.algorithms.normalization import NormalizingPolicy, normalizing
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.reconnecting import ReconnectingWriter
 
@@ -96,7 +97,10 @@ class Actor:
         self._replay = replay
         self._table = table
         self._weights = weights
-        self.policy = algorithm.make_policy(config, spec, actor_index, num_actors, self._seed)
+        self.policy: Policy = algorithm.make_policy(config, spec, actor_index, num_actors,
+                                                    self._seed)
+        if collection.normalize_observations:
+            self.policy = normalizing(self.policy, spec.observation_shape)
         # Gaussian policies sample past a Box's bounds: the env gets the clipped action,
         # the item keeps the sampled one (its log-prob is the one the learner scores).
         self._bounds = (None if spec.discrete
@@ -151,6 +155,8 @@ class Actor:
                         columns, priorities = items
                         writer.extend(columns, priorities)
                         stats.items_sent += len(next(iter(columns.values())))
+                        if isinstance(self.policy, NormalizingPolicy) and self._weights:
+                            self._weights.report(self.policy.take_report())
                         if not collector.may_continue():  # on-policy: bounded lag
                             self._wait_for_newer_weights(stop)
                         stats.insert_blocked_seconds = writer.blocked_seconds

@@ -15,6 +15,11 @@ class CollectionConfig:
     wait for each new weight version; K: asynchronous, actors keep collecting and the
     learner leaves out rollouts more than K versions old. IMPALA's actors never wait, and
     its learner trains on every rollout unless K is given."""
+    normalize_observations: bool = False
+    """Feed the networks observations normalised by a running mean and variance that all
+    actors count and the learner merges and broadcasts with the weights (SB3's
+    VecNormalize, RLlib's MeanStdFilter), clipped to +-10; replay keeps them raw. Saved in
+    checkpoints, used by shoal eval. For vector observations (frames are scaled already)."""
 
     def __post_init__(self) -> None:
         if self.envs_per_actor < 1:

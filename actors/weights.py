@@ -8,10 +8,12 @@ The stream reconnects with backoff when the learner is away.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import grpc
 
 from shoal.algorithms.base import Weights
+from shoal.algorithms.normalization import RunningStats
 from shoal.protos import codec, parameters_pb2, parameters_pb2_grpc
 from shoal.protos.transport import (
     Backoff,
@@ -26,6 +28,8 @@ class WeightFollower:
     def __init__(self, address: str, token: str, *, max_backoff: float = 5.0,
                  tls: Tls | None = None) -> None:
         self.received = 0
+        self.reported = 0  # observations counted in reports the learner took
+        self._unsent: RunningStats | None = None
         self._channel = open_channel(address, tls, channel_options())
         self._stub = parameters_pb2_grpc.ParameterServiceStub(self._channel)
         self._metadata = bearer_metadata(token)
@@ -69,6 +73,33 @@ class WeightFollower:
         with self._lock:
             return self._lock.wait_for(
                 lambda: self._newest is not None and self._newest.version > version, timeout)
+
+    def report(self, stats: RunningStats) -> None:
+        """Sends what the actor saw since its last report to the learner, without waiting;
+        a report that fails (the learner is away) is added to the next one, so nothing the
+        actor saw is lost."""
+        with self._lock:
+            if self._unsent is not None:
+                stats.add(self._unsent)
+                self._unsent = None
+        if stats.count == 0:
+            return
+        request = parameters_pb2.ObservationStats(count=int(stats.count))
+        codec.encode_tensor(stats.mean, out=request.mean)
+        codec.encode_tensor(stats.m2, out=request.m2)
+        future = self._stub.Report.future(request, metadata=self._metadata, timeout=10.0)
+
+        def done(call: Any) -> None:
+            if call.exception() is not None:
+                with self._lock:
+                    if self._unsent is None:
+                        self._unsent = stats
+                    else:
+                        self._unsent.add(stats)
+            else:
+                self.reported += int(stats.count)
+
+        future.add_done_callback(done)
 
     def close(self) -> None:
         self._stop.set()

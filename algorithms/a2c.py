@@ -4,7 +4,8 @@ One gradient step per update on everything the actors just collected: advantages
 n-step discounted returns minus values (``returns.py`` with lambda = 1; GAE with a smaller
 lambda if asked), the policy gradient -E[log pi(a|s) A], a value loss and an entropy
 bonus, RMSprop (or Adam) with a gradient-norm clip. The classic shape is 16 envs x 5 steps
-per update; here that is actors x envs-per-actor envs x ``rollout_length`` steps.
+per update (80 env steps); here ``env_steps_per_update`` sets it, and each actor's
+rollouts are as long as that over all actors' envs makes them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from shoal.algorithms.actor_critic import (
     ActorCritic,
     ActorCriticState,
+    RolloutShape,
     flat_rollouts,
     rollout_algorithm,
 )
@@ -28,7 +30,7 @@ OPTIMIZERS = ("rmsprop", "adam")
 
 
 @dataclass
-class A2CConfig:
+class A2CConfig(RolloutShape):
     learning_rate: float = 7e-4
     """The optimizer's step size."""
     optimizer: str = "rmsprop"
@@ -37,8 +39,7 @@ class A2CConfig:
     """Discount per env step."""
     gae_lambda: float = 1.0
     """1: the n-step discounted return of the classic A2C; below 1: GAE."""
-    rollout_length: int = 5
-    """T: env steps per rollout item (each item holds all of an actor's envs)."""
+    env_steps_per_update: int = 80
     entropy_coef: float = 0.01
     """Weight of the entropy bonus."""
     value_coef: float = 0.5
@@ -52,6 +53,7 @@ class A2CConfig:
     Nature CNN)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, "
                              f"got {self.optimizer!r}")

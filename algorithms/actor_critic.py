@@ -4,8 +4,11 @@ time-first columns with advantages and value targets."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -97,21 +100,71 @@ rollouts (64 steps x 4 envs) zstd stored 100 B per env step against lz4's 419 (2
 67x raw), compressing at 3.3 GB/s and decompressing at 4.5 GB/s (lz4: 6.8 and 1.0)."""
 
 
-class RolloutConfig(Protocol):
-    """What the rollout table and the actors' rollouts read of PPO's and A2C's configs."""
+@dataclass
+class RolloutShape:
+    """How much an update of a rollout algorithm trains on, as one setting whatever the
+    actor count: with the update's size in env steps fixed, adding actors makes each
+    actor's rollouts shorter, not the update bigger, so the policy moves as often per env
+    step with 1 actor as with 8 (SB3's n_steps x n_envs, RLlib's train_batch_size)."""
 
-    rollout_length: int
+    env_steps_per_update: int = 256
+    """Env steps each update trains on, whatever the actor count: the rollout length T
+    follows as this / (actors x envs per actor), rounded to the nearest whole step (half
+    up, at least 1). When it does not divide, the update is T x actors x envs steps, which the
+    run prints at its start."""
+    rollout_length: int | None = None
+    """T: env steps per rollout item (each item holds all of an actor's envs). None:
+    derived from env_steps_per_update when the run is resolved. Given (in --config or a
+    flag), it wins over an env_steps_per_update from a preset or the defaults, which then
+    becomes T x actors x envs."""
+
+    def __post_init__(self) -> None:
+        if self.env_steps_per_update < 1:
+            raise ValueError(f"env_steps_per_update: expected >= 1, "
+                             f"got {self.env_steps_per_update}")
+        if self.rollout_length is not None and self.rollout_length < 1:
+            raise ValueError(f"rollout_length: expected >= 1, got {self.rollout_length}")
+
+
+RolloutShapeT = TypeVar("RolloutShapeT", bound=RolloutShape)
+
+
+def shape_rollouts(config: RolloutShapeT, num_envs: int) -> RolloutShapeT:
+    """``config`` with its rollout length for ``num_envs`` envs over all actors: the
+    ``Algorithm.shape`` of the rollout algorithms. A rollout length already set must be
+    the one env_steps_per_update makes (a config printed by ``--print-config`` is)."""
+    length = max(1, math.floor(config.env_steps_per_update / num_envs + 0.5))
+    if config.rollout_length is None:
+        return dataclasses.replace(config, rollout_length=length)
+    if config.rollout_length != length:
+        raise ValueError(
+            f"rollout_length: {config.rollout_length} steps x {num_envs} envs make "
+            f"{config.rollout_length * num_envs} env steps per update, not "
+            f"env_steps_per_update {config.env_steps_per_update}; give one of the two")
+    return config
+
+
+def rollout_length(config: RolloutShape) -> int:
+    if config.rollout_length is None:
+        raise ValueError("rollout_length: not derived yet; Algorithm.shape derives it from "
+                         "env_steps_per_update and the envs of all actors")
+    return config.rollout_length
+
+
+class RolloutConfig(Protocol):
+    """What the actors' policy reads of the rollout algorithms' configs."""
+
     hidden: tuple[int, ...]
 
 
-def rollout_items(config: RolloutConfig) -> RolloutItems:
-    return RolloutItems(config.rollout_length)
+def rollout_items(config: RolloutShape) -> RolloutItems:
+    return RolloutItems(rollout_length(config))
 
 
-def rollout_table(config: RolloutConfig, spec: EnvSpec, num_envs: int,
+def rollout_table(config: RolloutShape, spec: EnvSpec, num_envs: int,
                   max_rollouts: int = 64) -> TableSpec:
     """A FIFO queue of rollouts, each [T, E, ...], sampled once."""
-    steps = (config.rollout_length, num_envs)
+    steps = (rollout_length(config), num_envs)
     obs = FieldSpec(spec.observation_dtype, (*steps, *spec.observation_shape),
                     FRAME_COMPRESSION if is_image(spec) else "none")
     action = (FieldSpec("int64", steps) if spec.discrete
@@ -228,4 +281,4 @@ def rollout_algorithm(name: str, config_type: type, make_learner: LearnerFactory
         name=name, config_type=config_type, experience=Experience.ROLLOUTS,
         action_spaces=frozenset({"discrete", "box"}), publish_every=1, items=items,
         batch_size=lambda config, num_actors: num_actors, table=table,
-        make_policy=make_policy, make_learner=make_learner)
+        make_policy=make_policy, make_learner=make_learner, shape=shape_rollouts)

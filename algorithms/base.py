@@ -7,7 +7,7 @@ acts in, and the functions that make its replay table, policy and learner. The r
 meet::
 
     algorithm = ALGORITHMS["dqn"]
-    config = algorithm.config_type()                      # defaults that solve CartPole
+    config = algorithm.shape(algorithm.config_type(), actors * num_envs)  # CartPole's
     table = algorithm.table(config, spec, num_envs)       # -> the replay service's table
     policy = algorithm.make_policy(config, spec, i, n, seed)  # actor i of n, on the CPU
     learner = algorithm.make_learner(config, spec, device)
@@ -192,6 +192,11 @@ class Algorithm(Generic[Config]):
     table: TableFactory[Config]
     make_policy: PolicyFactory[Config]
     make_learner: LearnerFactory[Config]
+    shape: Callable[[Config, int], Config] = lambda config, num_envs: config
+    """The config with what follows from the envs of all actors (``num_envs``) filled in,
+    before anything else reads it: the rollout algorithms derive their rollout length
+    from env_steps_per_update; the replay algorithms need nothing (their samples per
+    insert already holds whatever the actor count)."""
 
 
 def weights_of(module: torch.nn.Module) -> Weights:

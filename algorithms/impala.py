@@ -32,7 +32,9 @@ from torch import nn
 from shoal.algorithms.actor_critic import (
     ActorCritic,
     ActorCriticState,
+    RolloutShape,
     rollout_algorithm,
+    rollout_length,
     rollout_table,
     time_first,
 )
@@ -46,7 +48,7 @@ OPTIMIZERS = ("adam", "rmsprop")
 
 
 @dataclass
-class ImpalaConfig:
+class ImpalaConfig(RolloutShape):
     """Defaults for CartPole-v1 (2 actors x 8 envs)."""
 
     learning_rate: float = 3e-3
@@ -62,8 +64,7 @@ class ImpalaConfig:
     c_bar: float = 1.0
     """c-bar: the cap on the trace's importance weights, which bounds the targets'
     variance (how far back a TD error reaches) without moving their fixed point."""
-    rollout_length: int = 16
-    """T: env steps per rollout item (each item holds all of an actor's envs)."""
+    env_steps_per_update: int = 256
     update_epochs: int = 1
     """Passes over each update's rollouts (the paper: 1); V-trace is recomputed with
     the current policy for every minibatch."""
@@ -103,7 +104,8 @@ class ImpalaConfig:
         for name in ("rho_bar", "c_bar"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
-        for name in ("rollout_length", "update_epochs", "num_minibatches",
+        super().__post_init__()
+        for name in ("update_epochs", "num_minibatches",
                      "max_queued_rollouts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
@@ -205,7 +207,7 @@ class ImpalaLearner(ActorCriticState):
 
 def unpaced_rollouts(config: ImpalaConfig) -> RolloutItems:
     """Rollouts whose actors never wait for the learner's weights."""
-    return RolloutItems(config.rollout_length, paced=False)
+    return RolloutItems(rollout_length(config), paced=False)
 
 
 def queue(config: ImpalaConfig, spec: EnvSpec, num_envs: int) -> TableSpec:

@@ -24,6 +24,7 @@ from torch import nn
 from shoal.algorithms.actor_critic import (
     ActorCritic,
     ActorCriticState,
+    RolloutShape,
     flat_rollouts,
     rollout_algorithm,
 )
@@ -34,11 +35,11 @@ OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed", "none")
 
 
 @dataclass
-class PPOConfig:
-    """Defaults for CartPole-v1 after rl-baselines3-zoo's tuned PPO (short rollouts, many
-    epochs, gamma 0.98, lambda 0.8, no entropy bonus): 2 actors x 8 envs reached 475 in
-    69k env steps on this machine, where CleanRL's Atari-style defaults (128-step
-    rollouts, 4 epochs, lr 2.5e-4) were near 200 at 150k."""
+class PPOConfig(RolloutShape):
+    """Defaults for CartPole-v1 after rl-baselines3-zoo's tuned PPO (256 env steps per
+    update as one minibatch, 20 epochs, gamma 0.98, lambda 0.8, no entropy bonus), where
+    CleanRL's Atari-style defaults (128-step rollouts, 4 epochs, lr 2.5e-4) were near 200
+    at 150k env steps. Other envs get their preset (``presets/ppo.yaml``)."""
 
     learning_rate: float = 1e-3
     """Adam's initial step size, annealed linearly to 0 over anneal_updates."""
@@ -49,11 +50,10 @@ class PPOConfig:
     gae_lambda: float = 0.8
     """GAE's lambda: 1 is the discounted return minus the value, 0 the one-step TD
     error."""
-    rollout_length: int = 32
-    """T: env steps per rollout item (each item holds all of an actor's envs)."""
+    env_steps_per_update: int = 256
     update_epochs: int = 20
     """Passes over each update's rollouts."""
-    num_minibatches: int = 2
+    num_minibatches: int = 1
     """Minibatches per pass, of B*T*E / num_minibatches steps each."""
     objective: str = "clip"
     """clip | kl_adaptive | kl_fixed | none (the plain policy gradient with ratio)."""
@@ -78,6 +78,7 @@ class PPOConfig:
     Nature CNN)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective: expected one of {list(OBJECTIVES)}, "
                              f"got {self.objective!r}")

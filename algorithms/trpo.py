@@ -28,6 +28,7 @@ from torch.distributions import kl_divergence
 from shoal.algorithms.actor_critic import (
     ActorCritic,
     ActorCriticPolicy,
+    RolloutShape,
     flat_rollouts,
     rollout_algorithm,
 )
@@ -37,7 +38,7 @@ from shoal.algorithms.networks import is_image, network_input
 
 
 @dataclass
-class TRPOConfig:
+class TRPOConfig(RolloutShape):
     """Defaults for CartPole-v1 after rl-baselines3-zoo's tuned TRPO (sb3-contrib):
     δ = 0.01, GAE lambda 0.98, 20 critic steps per update at 1e-3, 512 env steps per
     update (2 actors x 8 envs x 32 steps)."""
@@ -63,14 +64,14 @@ class TRPOConfig:
     """Discount per env step."""
     gae_lambda: float = 0.98
     """GAE's lambda for the advantages and the value targets."""
-    rollout_length: int = 32
-    """T: env steps per rollout item (each item holds all of an actor's envs)."""
+    env_steps_per_update: int = 512
     normalize_advantages: bool = True
     """Normalise the advantages of each update (the surrogate's scale, not its direction)."""
     hidden: tuple[int, ...] = (64, 64)
     """Widths of the policy and value MLPs (vector observations only)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.max_kl > 0:
             raise ValueError(f"max_kl: expected > 0, got {self.max_kl}")
         if not 0.0 < self.backtrack_ratio < 1.0:

@@ -6,12 +6,12 @@
 
 Each cell is a real ``shoal train --local`` with no target, so every run takes the same
 number of env steps; the figure is the run's final mean return over its last 20 training
-episodes. The PPO columns (``--algo ppo``) run CartPole-v1 with shoal's PPO defaults and
-Pendulum-v1 with ``configs/ppo_pendulum.yaml``; only ``objective`` changes between them
+episodes. The PPO columns (``--algo ppo``) run each env's preset (``algorithms/presets/ppo.yaml``,
+``shoal presets --algo ppo --settings``); only ``objective`` changes between them
 (kl_adaptive starts from beta 1 and targets KL 0.01; none is the unclipped ratio-weighted
 policy gradient, run for the same epochs). The ``trpo`` column is ``--algo trpo`` with the
-trust region the PPO objectives approximate, max_kl (δ) 0.01: TRPO's defaults on
-CartPole-v1, ``configs/trpo_pendulum.yaml`` on Pendulum-v1. Every column sees the same
+trust region the PPO objectives approximate, max_kl (δ) 0.01, over TRPO's preset for
+the env. Every column sees the same
 seeds. Synchronous runs take the same steps whatever the machine's load, so ``--parallel``
 runs may share the cores without changing the figures (only their wall time).
 
@@ -34,7 +34,6 @@ from typing import Any
 import yaml
 
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
-CONFIGS = Path(__file__).with_name("configs")
 TRPO = "trpo"  # the column that is TRPO rather than a PPO objective
 TRPO_MAX_KL = 0.01  # δ, the KL bound kl_adaptive's target matches
 
@@ -55,16 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def cell_settings(env: str, objective: str) -> tuple[str, dict[str, Any]]:
-    """The algorithm a column runs and its settings on ``env``: PPO with the objective, or
-    TRPO with its trust region."""
-    override: dict[str, Any]
+    """The algorithm a column runs and what it sets over the preset for ``env``: PPO's
+    objective, or TRPO's trust region."""
     if objective == TRPO:
-        algo, override = "trpo", {"max_kl": TRPO_MAX_KL}
-    else:
-        algo, override = "ppo", {"objective": objective}
-    tuned = CONFIGS / f"{algo}_pendulum.yaml"
-    settings = yaml.safe_load(tuned.read_text()) if env == "Pendulum-v1" else {}
-    return algo, {**settings, **override}
+        return "trpo", {"max_kl": TRPO_MAX_KL}
+    return "ppo", {"objective": objective}
 
 
 def run_cell(env: str, objective: str, seed: int, steps: int, actors: int,

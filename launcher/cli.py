@@ -90,6 +90,10 @@ def _add_run_config(command: argparse.ArgumentParser, *flags: str) -> None:
                          help="YAML of the run configuration (what --print-config prints, "
                               "or a flat mapping of the algorithm's settings), each value "
                               "checked against its field's type; flags override it")
+    command.add_argument("--no-preset", action="store_true",
+                         help="the algorithm's own defaults under --config and the flags, "
+                              "not the preset for the env (`shoal presets` lists them) or "
+                              "its family's defaults")
     _config_flags(command, "--seed", "--max-policy-lag", *flags)
     command.set_defaults(config_flags={"--algo": "algo", "--env": "env",
                                        **command.get_default("config_flags")})
@@ -152,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--algo", required=True, help=ALGO_HELP)
     config.set_defaults(run=commands.show_config)
 
+    presets = subcommands.add_parser(
+        "presets", help="list the tuned settings shoal train picks by algorithm and env, "
+                        "with the figure each was measured at")
+    presets.add_argument("--algo", help="only this algorithm's")
+    presets.add_argument("--settings", action="store_true",
+                         help="also print each preset's settings")
+    presets.set_defaults(run=commands.presets)
+
     tables = subcommands.add_parser(
         "tables", help="print the replay-server tables YAML an algorithm needs")
     _add_run_config(tables, "--envs-per-actor")
@@ -205,8 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(run=commands.plot)
 
     evaluate = subcommands.add_parser("eval", help="play a checkpoint's greedy policy")
-    evaluate.add_argument("checkpoint", type=Path, help="a run directory or learner.pt")
-    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("checkpoint", type=Path,
+                          help="a run directory (its learner/best.pt, the best greedy "
+                               "evaluation during training, else learner.pt) or a .pt file")
+    evaluate.add_argument("--episodes", type=int, default=10,
+                          help="greedy episodes to play, env i seeded 12345 + i (default: 10)")
+    evaluate.add_argument("--latest", action="store_true",
+                          help="play learner.pt, the newest weights, not best.pt")
     evaluate.add_argument("--json", action="store_true", help="end with a JSON line")
     evaluate.set_defaults(run=commands.evaluate)
     return parser

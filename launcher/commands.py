@@ -76,7 +76,7 @@ def run_config(args: argparse.Namespace, **extra_flags: object) -> TrainConfig:
                              f"algorithm's settings) in {args.config}")
     flags = {flag: getattr(args, dest) for flag, dest in args.config_flags.items()
              if getattr(args, dest) is not None}
-    return resolve(values, {**flags, **extra_flags})
+    return resolve(values, {**flags, **extra_flags}, preset=not args.no_preset)
 
 
 # ------------------------------------------------------------------------------ train
@@ -94,6 +94,7 @@ def train(args: argparse.Namespace) -> int:
     if args.print_config:
         import yaml
 
+        print(f"# settings: {config.settings}")
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
     if args.resume is not None and not (args.resume / "learner" / "learner.pt").exists():
@@ -104,6 +105,9 @@ def train(args: argparse.Namespace) -> int:
     run_dir = args.resume or _new_run_dir(args.run_dir, config)
     tls = given_tls or _generated_tls(config, run_dir)
     write_config(run_dir, config.to_dict())
+    print(f"settings: {config.settings}", file=sys.stderr)
+    if config.update_shape is not None:
+        print(f"update: {config.update_shape}", file=sys.stderr)
     print(f"run directory {run_dir}", file=sys.stderr, flush=True)
     # SIGTERM ends the run as Ctrl-C does: components stopped, checkpoint and summary written
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -188,6 +192,25 @@ def _new_run_dir(parent: Path, config: TrainConfig) -> Path:
 
 
 # ------------------------------------------------------------------ the run's pieces
+
+
+def presets(args: argparse.Namespace) -> int:
+    """``shoal presets``: the catalogue, one line per preset (its figure under it)."""
+    import yaml
+
+    from shoal.algorithms.presets import catalogue
+    from shoal.algorithms.registry import ALGORITHMS
+
+    if args.algo is not None and args.algo not in ALGORITHMS:
+        raise UsageError(f"--algo: expected one of {sorted(ALGORITHMS)}, got {args.algo!r}")
+    for algo in [args.algo] if args.algo else list(ALGORITHMS):
+        for preset in catalogue(algo):
+            print(f"{algo:<7} {preset.key:<27} {preset.measured}")
+            if args.settings:
+                text = yaml.safe_dump({k: v for k, v in preset.settings.items() if v},
+                                      sort_keys=False, default_flow_style=None)
+                print("\n".join("        " + line for line in text.splitlines()))
+    return 0
 
 
 def tables(args: argparse.Namespace) -> int:
@@ -359,10 +382,12 @@ def evaluate(args: argparse.Namespace) -> int:
 
     positive("--episodes", args.episodes)
     try:
-        mean_return = play(args.checkpoint, args.episodes)
+        played = play(args.checkpoint, args.episodes, latest=args.latest)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
-    print(f"mean return {mean_return:.1f} over {args.episodes} episodes")
+    print(f"mean return {played.mean_return:.1f} over {args.episodes} episodes "
+          f"of {played.checkpoint}")
     if args.json:
-        print(json.dumps({"mean_return": mean_return, "episodes": args.episodes}))
+        print(json.dumps({"mean_return": played.mean_return, "episodes": args.episodes,
+                          "checkpoint": str(played.checkpoint), "returns": played.returns}))
     return 0

@@ -25,10 +25,13 @@ import numpy as np
 import torch
 
 from shoal.actors.actor import Actor
+from shoal.actors.evaluation import GreedyEvaluator
 from shoal.actors.metrics import ActorCollector
 from shoal.actors.weights import WeightFollower
+from shoal.algorithms.normalization import RunningStats
 from shoal.launcher.config import TrainConfig
 from shoal.learner.checkpoint import load_checkpoint
+from shoal.learner.evaluation import Evaluation
 from shoal.learner.learner import LearnerLoop
 from shoal.learner.metrics import LearnerCollector
 from shoal.learner.parameter_service import ParameterServer
@@ -52,6 +55,10 @@ class Wiring:
     tls: Tls | None = None   # the run's certificate, when its channels use TLS
     run: str = ""         # the run's name: a label of every metric
 
+
+EVAL_SEED_OFFSET = 10_000
+"""The greedy evaluations' envs are seeded with the run's seed + this, the same for every
+evaluation (each plays the same start states), apart from every actor's (seed + 1000 i)."""
 
 NODE_ADDRESS = "node"
 """The host a launcher passes when its run spans Ray nodes: each component binds the
@@ -198,7 +205,7 @@ class ReplayComponent(_Placed):
 
 
 class LearnerComponent(_Placed):
-    """The learner, its ParameterService and its loop thread."""
+    """The learner, its ParameterService, its loop thread and its greedy evaluations."""
 
     def __init__(self, config: TrainConfig, wiring: Wiring, replay_address: str, run_dir: str,
                  resume: str | None, *, port: int = 0, metrics_port: int = 0) -> None:
@@ -221,8 +228,14 @@ class LearnerComponent(_Placed):
             learner.load_state_dict(saved["learner"])
             self.resumed = saved["counters"]
         self.env_steps = int(self.resumed.get("env_steps", 0))  # told by the launcher
-        self.parameters = ParameterServer(token=wiring.token, host=host, tls=wiring.tls,
-                                          port=ports.previous.get("port", port)).start()
+        self.evaluation = self._evaluation(config, checkpoints)
+        normalize = config.collection.normalize_observations
+        self.parameters = ParameterServer(
+            token=wiring.token, host=host, tls=wiring.tls, port=ports.previous.get("port", port),
+            observation_shape=config.env_spec.observation_shape if normalize else None).start()
+        if normalize and "observation_stats" in self.resumed:  # the run's, not from zero
+            self.parameters.restore_observation_stats(
+                RunningStats.from_lists(self.resumed["observation_stats"]))
         self.loop = LearnerLoop(
             learner, replay=ReplayClient(replay_address, wiring.token, tls=wiring.tls),
             table=config.table.name,
@@ -231,7 +244,7 @@ class LearnerComponent(_Placed):
             publish_every=algorithm.publish_every,
             max_policy_lag=config.collection.max_policy_lag,  # asynchronous when set
             checkpoint_dir=checkpoints, checkpoint_every=checkpoint_every,
-            counters=lambda: {"env_steps": self.env_steps})
+            counters=lambda: {"env_steps": self.env_steps}, evaluation=self.evaluation)
         version = int(self.resumed.get("published_version", 0))
         if ports.restarted:
             # Actors hold weights the last life published after its checkpoint, and follow
@@ -243,6 +256,18 @@ class LearnerComponent(_Placed):
                                                       "learner"), host,
                                      ports.previous.get("metrics_port", metrics_port))
         ports.save(port=self.parameters.port, metrics_port=self.metrics.port)
+
+    def _evaluation(self, config: TrainConfig, checkpoints: Path) -> Evaluation | None:
+        """Greedy play of the published policy every ``eval_every_env_steps``, in this
+        process, off the loop's thread; best.pt beside the checkpoints."""
+        every = config.learner.eval_every_env_steps
+        if every == 0:
+            return None
+        evaluator = GreedyEvaluator(config.definition, config.algorithm, config.env,
+                                    config.env_spec, config.learner.eval_episodes,
+                                    seed=config.seed + EVAL_SEED_OFFSET,
+                                    normalize_observations=config.collection.normalize_observations)
+        return Evaluation(evaluator, every, checkpoints, env_steps=self.env_steps)
 
     def address(self) -> str:
         return self.parameters.address
@@ -259,7 +284,7 @@ class LearnerComponent(_Placed):
     def poll(self, env_steps: int) -> dict[str, Any]:
         self.env_steps = env_steps
         stats = self.loop.stats
-        losses = [m["loss"] for m in stats.metrics]
+        losses = [m["loss"] for m in list(stats.metrics)]  # a copy: the loop appends
         prefetcher = self.loop.prefetcher
         return {"updates": stats.updates, "published_version": stats.published_version,
                 "loss": statistics.fmean(losses) if losses else None,
@@ -267,7 +292,21 @@ class LearnerComponent(_Placed):
                 "update_seconds": stats.update_seconds, "device": str(self.device),
                 "samples": stats.samples, "stale_dropped": stats.stale_dropped,
                 "started": self.started, "pid": os.getpid(), "resumed": self.resumed,
+                "evaluations": ([r.as_dict() for r in self.evaluation.drain()]
+                                if self.evaluation else []),
+                "best_eval_return": self.evaluation.best if self.evaluation else None,
                 "error": self.background.error}
+
+    def finish(self) -> dict[str, Any]:
+        """Ends the loop and plays its last weights once more (``LearnerLoop.
+        final_evaluation``): a run stops at its target or budget between two evaluations,
+        and best.pt should weigh the policy it ended with too. What ``poll`` would report of
+        the evaluations since its last call."""
+        self.background.stop()
+        self.loop.final_evaluation()
+        return {"evaluations": ([r.as_dict() for r in self.evaluation.drain()]
+                                if self.evaluation else []),
+                "best_eval_return": self.evaluation.best if self.evaluation else None}
 
     def stop(self, checkpoint: bool = True) -> Path | None:
         """Ends the loop and the ParameterService; returns the last checkpoint's path."""

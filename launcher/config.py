@@ -120,6 +120,25 @@ class TrainConfig:
     """The replay service (its table is the algorithm's)."""
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     """The learner process."""
+    settings: str = field(default="", compare=False)
+    """Where the settings under the flags and --config came from, as ``shoal train`` says
+    it at its start: a preset, a family's defaults, or the algorithm's own."""
+
+    @property
+    def update_shape(self) -> str | None:
+        """How the envs of all actors make one update, for rollout algorithms: ``256 env
+        steps per update = 2 actors x 8 envs x 16 steps``, and the setting when the
+        division did not come out even; None for the replay algorithms."""
+        length = getattr(self.algorithm, "rollout_length", None)
+        if length is None:
+            return None
+        actors, envs = self.run.actors, self.collection.envs_per_actor
+        made = actors * envs * length
+        asked = self.algorithm.env_steps_per_update
+        shape = (f"{made:,} env steps per update = {actors} actors x {envs} envs x "
+                 f"{length} steps")
+        return shape if made == asked else f"{shape} (env_steps_per_update {asked:,} " \
+            f"does not divide by {actors * envs} envs: the nearest)"
 
     @property
     def definition(self) -> Algorithm[Any]:
@@ -163,16 +182,20 @@ def field_default(section: str, name: str) -> Any:
 
 
 def field_docs(owner: type) -> dict[str, str]:
-    """Each field's docstring (the string literal under it in the class body), in one line:
-    the help ``--help`` and ``shoal config`` show."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(owner)))
-    body = next(node for node in tree.body if isinstance(node, ast.ClassDef)).body
-    docs = {}
-    for before, after in itertools.pairwise(body):
-        if (isinstance(before, ast.AnnAssign) and isinstance(before.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[before.target.id] = " ".join(after.value.value.split())
+    """Each field's docstring (the string literal under it in the class body, or in a
+    base's, where a subclass only changes its default), in one line: the help ``--help``
+    and ``shoal config`` show."""
+    docs: dict[str, str] = {}
+    for cls in reversed(owner.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        body = next(node for node in tree.body if isinstance(node, ast.ClassDef)).body
+        for before, after in itertools.pairwise(body):
+            if (isinstance(before, ast.AnnAssign) and isinstance(before.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[before.target.id] = " ".join(after.value.value.split())
     return docs
 
 
@@ -192,13 +215,24 @@ class _Origins:
 
     flags: dict[tuple[str, str], str] = field(default_factory=dict)
     keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    preset: dict[tuple[str, str], str] = field(default_factory=dict)
     flat: bool = False  # --config held the algorithm's settings alone
+
+    def level(self, section: str, key: str) -> int:
+        """Where in the precedence the value came from: 3 a flag, 2 --config, 1 the
+        preset, 0 the defaults."""
+        for level, given in ((3, self.flags), (2, self.keys), (1, self.preset)):
+            if (section, key) in given:
+                return level
+        return 0
 
     def name(self, section: str, key: str) -> str:
         if (section, key) in self.keys:
             return f"--config: {self.keys[section, key]}"
         if (section, key) in self.flags:
             return self.flags[section, key]
+        if (section, key) in self.preset:
+            return self.preset[section, key]
         flag = next((f for f, place in FLAGS.items() if place == (section, key)), None)
         return flag or f"--config: {section + '.' if section else ''}{key}"
 
@@ -252,9 +286,11 @@ def _section(cls: type, section: str, raw: dict[str, Any], origins: _Origins) ->
 
 
 def resolve(values: Mapping[str, Any] | None = None,
-            flags: Mapping[str, Any] | None = None, *, check_learner: bool = True) -> TrainConfig:
+            flags: Mapping[str, Any] | None = None, *, check_learner: bool = True,
+            preset: bool = True) -> TrainConfig:
     """The run's configuration from a ``--config`` mapping and the command's flags (flag ->
-    value, those given only); the env is probed here, once. Every problem is a UsageError
+    value, those given only), over the preset of the algorithm and env (``preset``:
+    ``algorithms/presets.py``); the env is probed here, once. Every problem is a UsageError
     naming its flag or key; nothing is created."""
     from shoal.actors.envs import UnknownEnv, probe_spec
     from shoal.algorithms.registry import ALGORITHMS
@@ -266,11 +302,6 @@ def resolve(values: Mapping[str, Any] | None = None,
         tree[section][key] = value
         origins.flags[section, key] = flag
         origins.keys.pop((section, key), None)
-    run = tree["run"]
-    if run.get("autoscale") is not None and "actors" not in run:  # MIN of the range
-        low, _, _ = str(run["autoscale"]).partition(":")
-        if low.strip().isdigit():
-            run["actors"] = int(low)
     top = tree[""]
     algo, env = top.get("algo"), top.get("env")
     if algo is None or env is None:
@@ -283,9 +314,33 @@ def resolve(values: Mapping[str, Any] | None = None,
     seed = top.get("seed", field_default("", "seed"))
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEEDS:
         raise UsageError(f"{origins.name('', 'seed')}: expected 0..{SEEDS - 1}, got {seed}")
+    try:
+        spec = probe_spec(env)
+    except UnknownEnv as error:
+        raise UsageError(str(error)) from None
+    if spec.action_space not in definition.action_spaces:
+        raise UsageError(f"--algo: {algo} acts in {' or '.join(sorted(definition.action_spaces))}"
+                         f" action spaces; {env} has a {spec.action_space} one")
+    settings_from = _apply_preset(tree, origins, algo, env, spec) if preset else (
+        f"{algo}'s defaults (--no-preset)")
+    run = tree["run"]
+    if run.get("autoscale") is not None and "actors" not in run:  # MIN of the range
+        low, _, _ = str(run["autoscale"]).partition(":")
+        if low.strip().isdigit():
+            run["actors"] = int(low)
     sections = {name: _section(cls, name, tree[name], origins) for name, cls in SECTIONS.items()}
-    settings = _section(definition.config_type, "algorithm", tree["algorithm"], origins)
     collection: CollectionConfig = sections["collection"]
+    num_envs = sections["run"].actors * collection.envs_per_actor
+    _one_rollout_setting(tree["algorithm"], origins, num_envs)
+    settings = _section(definition.config_type, "algorithm", tree["algorithm"], origins)
+    try:
+        settings = definition.shape(settings, num_envs)
+    except ValueError as error:
+        key, _, message = str(error).partition(": ")
+        raise UsageError(f"{origins.name('algorithm', key)}: {message}") from None
+    if collection.normalize_observations and len(spec.observation_shape) > 1:
+        raise UsageError(f"{origins.name('collection', 'normalize_observations')}: for "
+                         f"vector observations; {env}'s are frames, already scaled to [0, 1]")
     if (collection.max_policy_lag is not None
             and definition.experience is not Experience.ROLLOUTS):
         raise UsageError(f"{origins.name('collection', 'max_policy_lag')}: only for "
@@ -294,15 +349,8 @@ def resolve(values: Mapping[str, Any] | None = None,
         refused = why_actor_count_is_fixed(definition)
         if refused is not None:
             raise UsageError(f"{origins.name('run', 'autoscale')}: {refused}")
-    try:
-        spec = probe_spec(env)
-    except UnknownEnv as error:
-        raise UsageError(str(error)) from None
-    if spec.action_space not in definition.action_spaces:
-        raise UsageError(f"--algo: {algo} acts in {' or '.join(sorted(definition.action_spaces))}"
-                         f" action spaces; {env} has a {spec.action_space} one")
     config = TrainConfig(algo=algo, env=env, env_spec=spec, algorithm=settings, seed=seed,
-                         **sections)
+                         settings=settings_from, **sections)
     try:
         table = config.table  # a table the replay service could not build stops it here
     except ValueError as error:
@@ -316,6 +364,38 @@ def resolve(values: Mapping[str, Any] | None = None,
     if check_learner:
         _check_learner_builds(config)
     return config
+
+
+def _apply_preset(tree: dict[str, dict[str, Any]], origins: _Origins, algo: str, env: str,
+                  spec: EnvSpec) -> str:
+    """Fills the tree's unset keys from the preset of ``algo`` on ``env`` (or its family's
+    defaults); returns what the run says it took."""
+    from shoal.algorithms.presets import family_of, preset_for
+
+    chosen = preset_for(algo, env, spec)
+    if chosen is None:
+        return f"{algo}'s defaults (no preset for {env}, none for {family_of(spec)})"
+    for section, values in chosen.settings.items():
+        for key, value in values.items():
+            if key not in tree[section]:
+                tree[section][key] = value
+                origins.preset[section, key] = f"{chosen.description}: {section}.{key}"
+    return chosen.description
+
+
+def _one_rollout_setting(algorithm: dict[str, Any], origins: _Origins, num_envs: int) -> None:
+    """Of env_steps_per_update and rollout_length, the one given last in the precedence
+    (defaults < preset < --config < flags) wins: a rollout length given in --config over
+    a preset's env steps per update sets the update to T x all envs, and an env steps per
+    update over a preset's rollout length lets T follow from it. Given at the same level,
+    both stand, and must agree (``Algorithm.shape`` says so)."""
+    steps, length = ("algorithm", "env_steps_per_update"), ("algorithm", "rollout_length")
+    if origins.level(*length) > origins.level(*steps):
+        given = algorithm.get("rollout_length")
+        if isinstance(given, int) and not isinstance(given, bool) and given >= 1:
+            algorithm["env_steps_per_update"] = given * num_envs
+    elif origins.level(*steps) > origins.level(*length):
+        algorithm.pop("rollout_length", None)
 
 
 def _check_learner_builds(config: TrainConfig) -> None:
@@ -364,7 +444,8 @@ def describe(algo: str) -> str:
                      else f"algorithm ({owner.__name__}):")
         docs, hints = field_docs(owner), typing.get_type_hints(owner)
         for item in dataclasses.fields(owner):
-            if section == "" and item.name in ("env_spec", "algorithm", *SECTIONS):
+            if section == "" and item.name in ("env_spec", "algorithm", "settings",
+                                               *SECTIONS):
                 continue
             default = ("required" if item.default is dataclasses.MISSING
                        else f"default {item.default!r}")

@@ -1,26 +1,48 @@
-"""``shoal eval CHECKPOINT``: play the greedy policy of a learner checkpoint."""
+"""``shoal eval CHECKPOINT``: play the greedy policy of a learner checkpoint.
+
+A run directory plays its ``best.pt``, the state of the best greedy evaluation during
+training, when it has one: the newest weights are not always the best (DQN runs on
+CartPole whose training episodes met the target have played short of it greedily from
+their final weights about one seed in three). ``--latest`` plays ``learner.pt`` instead.
+"""
 
 from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from shoal.actors.envs import make_env
+from shoal.actors.evaluation import GreedyEvaluator
+from shoal.algorithms.normalization import RunningStats
 from shoal.launcher.config import resolve
 from shoal.launcher.run_dir import CONFIG
-from shoal.learner.checkpoint import load_checkpoint
+from shoal.learner.checkpoint import BEST, CHECKPOINT, load_checkpoint
 
 
-def resolve_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
-    """A run directory, its learner/ folder, or learner.pt itself -> (learner.pt, the run's
-    configuration tree as config.json holds it)."""
-    candidates = [path, path / "learner" / "learner.pt", path / "learner.pt"]
-    checkpoint = next((c for c in candidates if c.is_file()), None)
+@dataclass(frozen=True)
+class Played:
+    checkpoint: Path            # the file whose policy played
+    returns: list[float]        # one per episode
+
+    @property
+    def mean_return(self) -> float:
+        return statistics.fmean(self.returns)
+
+
+def resolve_checkpoint(path: Path, latest: bool = False) -> tuple[Path, dict[str, Any]]:
+    """A run directory or its learner/ folder -> its best.pt (learner.pt when it has none,
+    or with ``latest``); a file -> that file. Returns it and the run's configuration tree
+    as config.json holds it."""
+    if path.is_file():
+        checkpoint: Path | None = path
+    else:
+        folder = path / "learner" if (path / "learner").is_dir() else path
+        names = [CHECKPOINT] if latest else [BEST, CHECKPOINT]
+        checkpoint = next((folder / n for n in names if (folder / n).is_file()), None)
     if checkpoint is None:
         raise FileNotFoundError(f"CHECKPOINT: no learner checkpoint at {path}")
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "learner" else checkpoint.parent
@@ -30,24 +52,20 @@ def resolve_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
     return checkpoint, json.loads(config_file.read_text())
 
 
-def evaluate(path: Path, episodes: int, seed: int = 12345) -> float:
-    checkpoint, saved = resolve_checkpoint(path)
+def evaluate(path: Path, episodes: int, seed: int = 12345, latest: bool = False) -> Played:
+    """Plays ``episodes`` greedy episodes (env i seeded ``seed + i``) of the checkpoint
+    ``resolve_checkpoint`` picks, from the weights its learner would publish."""
+    checkpoint, saved = resolve_checkpoint(path, latest)
     config = resolve(saved, check_learner=False)
     algorithm = config.definition
-    env = make_env(config.env, training=False)
     learner = algorithm.make_learner(config.algorithm, config.env_spec, torch.device("cpu"))
-    learner.load_state_dict(load_checkpoint(checkpoint)["learner"])
-    policy = algorithm.make_policy(config.algorithm, config.env_spec, 0, 1, 0)
-    policy.load(learner.weights(), version=0)
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        total, done = 0.0, False
-        while not done:
-            action = policy.greedy(np.asarray(obs)[None])[0]
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return statistics.fmean(returns)
+    state = load_checkpoint(checkpoint)
+    learner.load_state_dict(state["learner"])
+    normalize = config.collection.normalize_observations
+    play = GreedyEvaluator(algorithm, config.algorithm, config.env, config.env_spec,
+                           episodes, seed, normalize_observations=normalize)
+    counters = state["counters"]
+    weights = learner.weights()
+    if normalize and "observation_stats" in counters:  # as the run published them
+        weights.update(RunningStats.from_lists(counters["observation_stats"]).to_weights())
+    return Played(checkpoint, play(weights, int(counters.get("published_version", 0))))

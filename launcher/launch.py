@@ -33,7 +33,8 @@ class Launch(Protocol):
     def kill(self, handle: Handle) -> None: ...
     def when_ready(self, handle: Handle) -> object: ...
     def is_ready(self, token: object) -> bool: ...
-    def stop_all(self, replay: Handle, learner: Handle, fleet: ActorFleet) -> None: ...
+    def stop_all(self, replay: Handle, learner: Handle, fleet: ActorFleet, *,
+                 final_evaluation: bool = False) -> dict[str, Any] | None: ...
 
 
 class LocalLaunch:
@@ -49,8 +50,9 @@ class LocalLaunch:
     def call(handle: Handle, method: str, *args: object) -> Any:
         return getattr(handle, method)(*args)
 
-    def stop_all(self, replay: Handle, learner: Handle, fleet: ActorFleet) -> None:
-        stop_in_order(self.call, replay, learner, fleet)
+    def stop_all(self, replay: Handle, learner: Handle, fleet: ActorFleet, *,
+                 final_evaluation: bool = False) -> dict[str, Any] | None:
+        return stop_in_order(self.call, replay, learner, fleet, final_evaluation)
 
     @staticmethod
     def call_all(handles: list[Handle], method: str) -> list[Any]:
@@ -148,18 +150,22 @@ class RayLaunch:
         done, _ = self.ray.wait([token], timeout=0)
         return bool(done)
 
-    def stop_all(self, replay: Handle, learner: Handle, fleet: ActorFleet) -> None:
+    def stop_all(self, replay: Handle, learner: Handle, fleet: ActorFleet, *,
+                 final_evaluation: bool = False) -> dict[str, Any] | None:
         try:
-            stop_in_order(self.call, replay, learner, fleet)
+            return stop_in_order(self.call, replay, learner, fleet, final_evaluation)
         finally:
             self.ray.shutdown()
 
 
 def stop_in_order(call: Callable[..., Any], replay: Handle, learner: Handle,
-                  fleet: ActorFleet) -> None:
-    """Learner first (its final checkpoint), then the replay service, which releases any
-    actor blocked on a full rate limiter, then the actors."""
+                  fleet: ActorFleet, final_evaluation: bool = False) -> dict[str, Any] | None:
+    """Learner first (with ``final_evaluation``, a greedy evaluation of its last weights,
+    whose report this returns; then its final checkpoint), then the replay service, which
+    releases any actor blocked on a full rate limiter, then the actors."""
     fleet.stop_collecting()
+    finished = call(learner, "finish") if final_evaluation else None
     call(learner, "stop")
     call(replay, "stop")
     fleet.stop()
+    return finished

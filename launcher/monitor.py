@@ -1,6 +1,6 @@
 """Watching a run while it goes: ``RunMonitor`` polls its components, logs what they
-report (episodes, throughput, restarts), shows progress, applies scale requests and the
-autoscaler's decisions, and says when the run is over (``Progress``).
+report (episodes, greedy evaluations, throughput, restarts), shows progress, applies scale
+requests and the autoscaler's decisions, and says when the run is over (``Progress``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class Progress:
         self.env_steps_before = 0  # a resumed run's steps so far
         self.updates = 0
         self.first_step_time: float | None = None
+        self.eval_return: float | None = None       # the latest greedy evaluation's mean
+        self.best_eval_return: float | None = None  # the best's (best.pt), resumed ones too
 
     def add_episodes(self, episodes: list[Episode]) -> None:
         for episode in episodes:
@@ -42,6 +44,22 @@ class Progress:
             self.events.write("episode", actor=episode.actor, env_return=episode.env_return,
                               length=episode.length, actor_env_steps=episode.env_steps,
                               version=episode.version)
+
+    def add_evaluations(self, results: list[dict[str, Any]], best: float | None) -> None:
+        """The learner's new greedy evaluations: an event and a line on stderr each (they
+        are rare, and the number a user waits for); ``best``: the learner's, after them."""
+        for result in results:
+            self.eval_return = result["mean_return"]
+            self.best_eval_return = max(b for b in (self.best_eval_return, self.eval_return)
+                                        if b is not None)
+            self.events.write("evaluation", **result)
+            kind = "final evaluation" if result.get("final") else "evaluation"
+            print(f"{kind} at {result['env_steps']:,} env steps (version "
+                  f"{result['version']}): mean greedy return {result['mean_return']:.1f} over "
+                  f"{len(result['returns'])} episodes; best {self.best_eval_return:.1f}",
+                  file=sys.stderr, flush=True)
+        if best is not None:
+            self.best_eval_return = best
 
     @property
     def mean_return(self) -> float | None:
@@ -94,6 +112,7 @@ class RunMonitor:
                                resumed_updates=learner["updates"],
                                resumed_counters=learner["resumed"])
         progress.updates = learner["updates"]
+        progress.add_evaluations(learner.get("evaluations", []), learner.get("best_eval_return"))
         return learner
 
     def status(self) -> dict[str, int]:
@@ -134,6 +153,8 @@ class RunMonitor:
                     headline = (f"env steps {progress.env_steps:,} ({steps_per_s:,.0f}/s)  "
                                 f"updates {progress.updates:,} ({updates_per_s:,.0f}/s)  "
                                 f"mean return {mean}")
+                    if progress.eval_return is not None:
+                        headline += f"  eval {progress.eval_return:.1f}"
                     if live is not None:
                         live.update(top.compact(headline, rates), refresh=True)
                     else:

@@ -51,6 +51,7 @@ class Rates:
     actors_blocked: float                   # mean fraction of actor time blocked on insert
     policy_lag: float | None                # mean versions, over the interval
     recent_return: float | None             # mean over actors of their last 20 episodes
+    eval_return: float | None = None        # the learner's latest greedy evaluation
 
     @property
     def env_steps_per_s_total(self) -> float:
@@ -95,4 +96,6 @@ class Rates:
             actors_blocked=fraction(statistics.fmean(blocked)) if blocked else 0.0,
             policy_lag=(rate("shoal_learner_policy_lag_versions_sum") / lag_count
                         if lag_count else None),
-            recent_return=statistics.fmean(returns) if returns else None)
+            recent_return=statistics.fmean(returns) if returns else None,
+            eval_return=next((value for (name, _), value in after.items()
+                              if name == "shoal_learner_eval_return"), None))

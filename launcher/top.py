@@ -44,7 +44,8 @@ def line(rates: Rates) -> str:
             f"learner busy {rates.learner_busy:.0%} waiting {rates.learner_waiting:.0%}  "
             f"actors blocked {rates.actors_blocked:.0%}  "
             f"policy lag {_number(rates.policy_lag, '.1f')}  "
-            f"return {_number(rates.recent_return, '.1f')}  | {verdict(rates)}")
+            f"return {_number(rates.recent_return, '.1f')}  "
+            f"eval {_number(rates.eval_return, '.1f')}  | {verdict(rates)}")
 
 
 def panel(rates: Rates, title: str) -> Panel:
@@ -68,6 +69,7 @@ def panel(rates: Rates, title: str) -> Panel:
     table.add_row("learner", "busy / waiting",
                   f"{rates.learner_busy:.0%} / {rates.learner_waiting:.0%}")
     table.add_row("learner", "policy lag (versions)", _number(rates.policy_lag, ".1f"))
+    table.add_row("learner", "greedy eval return", _number(rates.eval_return, ".1f"))
     return Panel(Group(table, verdict(rates)), title=title)
 
 

@@ -51,12 +51,15 @@ class Summary:
     seconds_from_first_step: float
     seconds_total: float
     run_dir: str
+    best_eval_return: float | None = None  # the best greedy evaluation's mean (best.pt)
 
     def line(self, interrupted: bool, window: int) -> str:
         mean = "n/a" if self.mean_return is None else f"{self.mean_return:.1f}"
         verdict = ("reached the target" if self.reached else
                    "interrupted" if interrupted else "stopped at the step budget")
-        return (f"{verdict}: mean return {mean} over the last {window} episodes, "
+        best = ("" if self.best_eval_return is None
+                else f" (best greedy evaluation {self.best_eval_return:.1f})")
+        return (f"{verdict}: mean return {mean} over the last {window} episodes{best}, "
                 f"{self.env_steps:,} env steps, {self.updates:,} updates, "
                 f"{self.seconds_from_first_step:.1f}s from the first env step "
                 f"({self.seconds_total:.1f}s in all); run directory {self.run_dir}")
@@ -119,11 +122,13 @@ def run(config: TrainConfig, run_dir: Path, launch: Launch, *, tls: Tls | None =
             bind_host(launch.host))
         metrics["launcher"] = launcher_metrics.address
         write_prometheus_targets(run_dir, name, metrics)
+        trained = False  # to its target or budget: its last weights are worth evaluating
         try:
             with ControlServer(wiring.token, scale_requests, monitor.status) as control, \
                     contextlib.closing(launcher_metrics):
                 write_control_file(run_dir, control.address, wiring.token)
                 progress = monitor.run()
+                trained = True
         except KeyboardInterrupt:
             progress, interrupted = monitor.progress, True
         except Exception as error:
@@ -133,13 +138,17 @@ def run(config: TrainConfig, run_dir: Path, launch: Launch, *, tls: Tls | None =
         finally:
             remove_control_file(run_dir)
             remove_from_targets_index(run_dir)
-            launch.stop_all(replay, learner, fleet)
+            finished = launch.stop_all(replay, learner, fleet, final_evaluation=trained)
         ended = time.time()
+        if finished is not None:
+            progress.add_evaluations(finished["evaluations"], finished["best_eval_return"])
+            ended -= sum(result["seconds"] for result in finished["evaluations"])  # not training
         summary = Summary(
             reached=progress.reached, mean_return=progress.mean_return,
             env_steps=progress.env_steps, updates=progress.updates,
             seconds_from_first_step=ended - (progress.first_step_time or ended),
-            seconds_total=ended - started, run_dir=str(run_dir))
+            seconds_total=ended - started, run_dir=str(run_dir),
+            best_eval_return=progress.best_eval_return)
         events.write("summary", **dataclasses.asdict(summary), interrupted=interrupted)
     return summary, interrupted
 

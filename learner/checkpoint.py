@@ -1,5 +1,7 @@
 """Learner checkpoints: model, optimizer, target network and counters, written atomically
-(a temp file renamed over ``learner.pt``), so a crash leaves the old one or the new one."""
+(a temp file renamed over ``learner.pt``), so a crash leaves the old one or the new one.
+``best.pt`` beside it has the same layout: the state the best greedy evaluation so far
+played (``learner/evaluation.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ import torch
 from shoal.protos.transport import atomic_path
 
 CHECKPOINT = "learner.pt"
+BEST = "best.pt"
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any], counters: dict[str, Any]) -> Path:
+def save_checkpoint(directory: Path, state: dict[str, Any], counters: dict[str, Any],
+                    name: str = CHECKPOINT) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CHECKPOINT
+    path = directory / name
     with atomic_path(path) as scratch:
         torch.save({"learner": state, "counters": counters}, scratch)
     return path

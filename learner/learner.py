@@ -3,7 +3,8 @@
 Plain logic; the Ray actor and ``shoal learner`` are thin shells around ``LearnerLoop.run``.
 Priorities go back on a thread of their own, so the update never waits on that round trip
 (the learner is the bottleneck of a DQN run on a small machine); a bounded queue keeps
-them at most a few updates behind.
+them at most a few updates behind. With an ``Evaluation``, a published version is played
+greedily every so many env steps, on a thread of its own too (``learner/evaluation.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import grpc
 import numpy as np
 import torch
 
-from shoal.algorithms.base import Learner
+from shoal.algorithms.base import Learner, Weights
+from shoal.algorithms.normalization import CLIP, EPSILON, OBSERVATIONS, RunningStats
 from shoal.learner.checkpoint import save_checkpoint
+from shoal.learner.evaluation import Evaluation
 from shoal.learner.parameter_service import ParameterServer
 from shoal.learner.policy_lag import LagHistogram, item_lags
 from shoal.learner.prefetch import DeviceBatch, Prefetcher
@@ -43,6 +46,21 @@ class LearnerStats:
     metrics: deque[dict[str, float]] = field(default_factory=lambda: deque(maxlen=100))
 
 
+class ObservationNormalizer:
+    """Published observation statistics as tensors on the learner's device: a batch's
+    observations normalised exactly as the actors' policies normalise theirs."""
+
+    def __init__(self, stats: RunningStats, device: torch.device) -> None:
+        self.stats = stats
+        self._mean = torch.as_tensor(stats.mean, dtype=torch.float32, device=device)
+        self._std = torch.as_tensor(np.sqrt(stats.var + EPSILON), dtype=torch.float32,
+                                    device=device)
+
+    def normalize(self, columns: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: ((column.float() - self._mean) / self._std).clamp(-CLIP, CLIP)
+                if name in OBSERVATIONS else column for name, column in columns.items()}
+
+
 class LearnerLoop:
     def __init__(
         self,
@@ -59,6 +77,7 @@ class LearnerLoop:
         checkpoint_every: int = 0,
         prefetch: int = 4,
         counters: Callable[[], dict[str, Any]] = dict,
+        evaluation: Evaluation | None = None,
     ) -> None:
         self.learner = learner
         self.stats = LearnerStats(updates=learner.updates)
@@ -73,14 +92,33 @@ class LearnerLoop:
         self._checkpoint_every = checkpoint_every
         self._prefetch_depth = prefetch
         self._counters = counters  # run counters a checkpoint keeps (env steps, ...)
+        self.evaluation = evaluation  # greedy evaluations of published versions, best.pt
         self.prefetcher: Prefetcher | None = None
         self.lag = LagHistogram()  # versions between an item's policy and the newest
         self.priority_error: str | None = None
+        self.observation_stats: ObservationNormalizer | None = None  # the last published
 
-    def publish(self) -> None:
+    def publish(self) -> Weights:
+        """Publishes the learner's weights as the next version; returns them."""
+        weights = self.learner.weights()
+        stats = self._parameters.observation_stats_now()
+        if stats is not None:  # what every actor normalises with from this version on
+            self.observation_stats = ObservationNormalizer(stats, self._device)
+            weights = {**weights, **stats.to_weights()}
         self.stats.published_version = self._parameters.publish(
-            self.learner.weights(), version=self.stats.published_version + 1)
+            weights, version=self.stats.published_version + 1)
         self.stats.publishes += 1
+        return weights
+
+    def _evaluate_if_due(self, published: Weights) -> None:
+        """Starts an evaluation of the version just published, when one is due: the weights
+        actors play, numbered as they know them, and the learner state that made them."""
+        if self.evaluation is None:
+            return
+        self.evaluation.maybe_start(
+            int(self._counters().get("env_steps", 0)), self.learner.updates,
+            self.stats.published_version, lambda: published, self.learner.state_dict,
+            self._checkpoint_counters)
 
     def _send_priorities(self, pending: queue.Queue[tuple[np.ndarray, np.ndarray] | None]) -> None:
         while (item := pending.get()) is not None:
@@ -112,7 +150,9 @@ class LearnerLoop:
                     if batch is None:
                         continue
                     start = time.monotonic()
-                    result = self.learner.step(batch.columns, batch.probabilities)
+                    columns = (batch.columns if self.observation_stats is None
+                               else self.observation_stats.normalize(batch.columns))
+                    result = self.learner.step(columns, batch.probabilities)
                     if result.priorities is not None:
                         while sender.is_alive():  # a dead sender: its error ends the run
                             try:
@@ -126,8 +166,10 @@ class LearnerLoop:
                     self.stats.updates = self.learner.updates
                     self.stats.samples += len(batch.keys)
                     self.stats.metrics.append({"loss": result.loss, **result.metrics})
+                    if self.evaluation is not None:
+                        self.evaluation.raise_failure()
                     if self.learner.updates % self._publish_every == 0:
-                        self.publish()
+                        self._evaluate_if_due(self.publish())
                     if (self._checkpoint_every and self._checkpoint_dir is not None
                             and self.learner.updates % self._checkpoint_every == 0):
                         self.checkpoint()
@@ -136,6 +178,27 @@ class LearnerLoop:
                 with contextlib.suppress(queue.Full):
                     pending.put_nowait(None)
                 sender.join(timeout=5)
+                if self.evaluation is not None:
+                    self.evaluation.close()
+
+    def final_evaluation(self, timeout: float = 300.0) -> None:
+        """Once the loop has ended: evaluates the last weights (published first, so they
+        are numbered as the others), unless the last evaluation already played them, and
+        waits for it, so best.pt weighs the policy the run ended with: a run stops at its
+        target or budget between two scheduled evaluations."""
+        evaluation = self.evaluation
+        if evaluation is None:
+            return
+        evaluation.close()
+        latest = evaluation.latest
+        if evaluation.running or evaluation.error is not None or (
+                latest is not None and latest.updates == self.learner.updates):
+            return
+        weights = self.publish()
+        evaluation.start(int(self._counters().get("env_steps", 0)), self.learner.updates,
+                         self.stats.published_version, weights, self.learner.state_dict(),
+                         self._checkpoint_counters(), final=True)
+        evaluation.close(timeout)
 
     def _drop_stale(self, batch: DeviceBatch) -> DeviceBatch | None:
         """Records the batch's policy lag; with ``max_policy_lag`` (asynchronous on-policy
@@ -163,6 +226,11 @@ class LearnerLoop:
         if self._checkpoint_dir is None:
             return None
         return save_checkpoint(self._checkpoint_dir, self.learner.state_dict(),
-                               {**self._counters(),
-                                "published_version": self.stats.published_version,
-                                "samples": self.stats.samples})
+                               self._checkpoint_counters())
+
+    def _checkpoint_counters(self) -> dict[str, Any]:
+        counters = {**self._counters(), "published_version": self.stats.published_version,
+                    "samples": self.stats.samples}
+        if self.observation_stats is not None:  # as published: what the weights expect
+            counters["observation_stats"] = self.observation_stats.stats.to_lists()
+        return counters

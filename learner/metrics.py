@@ -1,4 +1,5 @@
-"""The learner's Prometheus series, read from its ``LearnerLoop`` at scrape time."""
+"""The learner's Prometheus series, read from its ``LearnerLoop`` (and its evaluations) at
+scrape time."""
 
 from __future__ import annotations
 
@@ -50,3 +51,13 @@ class LearnerCollector(Collector):
             labels=["run", "instance"])
         lag.add_metric(f.values, buckets, total)
         yield lag
+        evaluation = self._loop.evaluation
+        if evaluation is not None:  # each series only once it has a value
+            newest = evaluation.latest
+            if newest is not None:
+                yield f.gauge("shoal_learner_eval_return",
+                              "Mean greedy return of the latest evaluation.", newest.mean_return)
+            if evaluation.best is not None:
+                yield f.gauge("shoal_learner_best_eval_return",
+                              "Mean greedy return of the best evaluation (best.pt).",
+                              evaluation.best)

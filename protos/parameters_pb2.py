@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.protos import replay_pb2 as shoal_dot_protos_dot_replay__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshoal/protos/parameters.proto\x12\x10shoal.parameters\x1a\x19shoal/protos/replay.proto\"%\n\x0cWatchRequest\x12\x15\n\rafter_version\x18\x01 \x01(\x03\"\x99\x01\n\x07Weights\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x37\n\x07tensors\x18\x02 \x03(\x0b\x32&.shoal.parameters.Weights.TensorsEntry\x1a\x44\n\x0cTensorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor:\x02\x38\x01\x32X\n\x10ParameterService\x12\x44\n\x05Watch\x12\x1e.shoal.parameters.WatchRequest\x1a\x19.shoal.parameters.Weights0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshoal/protos/parameters.proto\x12\x10shoal.parameters\x1a\x19shoal/protos/replay.proto\"%\n\x0cWatchRequest\x12\x15\n\rafter_version\x18\x01 \x01(\x03\"\x99\x01\n\x07Weights\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x37\n\x07tensors\x18\x02 \x03(\x0b\x32&.shoal.parameters.Weights.TensorsEntry\x1a\x44\n\x0cTensorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor:\x02\x38\x01\"g\n\x10ObservationStats\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\"\n\x04mean\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12 \n\x02m2\x18\x03 \x01(\x0b\x32\x14.shoal.replay.Tensor\"\r\n\x0bReportReply2\xa5\x01\n\x10ParameterService\x12K\n\x06Report\x12\".shoal.parameters.ObservationStats\x1a\x1d.shoal.parameters.ReportReply\x12\x44\n\x05Watch\x12\x1e.shoal.parameters.WatchRequest\x1a\x19.shoal.parameters.Weights0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEIGHTS']._serialized_end=271
   _globals['_WEIGHTS_TENSORSENTRY']._serialized_start=203
   _globals['_WEIGHTS_TENSORSENTRY']._serialized_end=271
-  _globals['_PARAMETERSERVICE']._serialized_start=273
-  _globals['_PARAMETERSERVICE']._serialized_end=361
+  _globals['_OBSERVATIONSTATS']._serialized_start=273
+  _globals['_OBSERVATIONSTATS']._serialized_end=376
+  _globals['_REPORTREPLY']._serialized_start=378
+  _globals['_REPORTREPLY']._serialized_end=391
+  _globals['_PARAMETERSERVICE']._serialized_start=394
+  _globals['_PARAMETERSERVICE']._serialized_end=559
 # @@protoc_insertion_point(module_scope)

@@ -27,3 +27,17 @@ class Weights(_message.Message):
     version: int
     tensors: _containers.MessageMap[str, _replay_pb2.Tensor]
     def __init__(self, version: _Optional[int] = ..., tensors: _Optional[_Mapping[str, _replay_pb2.Tensor]] = ...) -> None: ...
+
+class ObservationStats(_message.Message):
+    __slots__ = ("count", "mean", "m2")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    M2_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    mean: _replay_pb2.Tensor
+    m2: _replay_pb2.Tensor
+    def __init__(self, count: _Optional[int] = ..., mean: _Optional[_Union[_replay_pb2.Tensor, _Mapping]] = ..., m2: _Optional[_Union[_replay_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class ReportReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -35,6 +35,11 @@ class ParameterServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Report = channel.unary_unary(
+                '/shoal.parameters.ParameterService/Report',
+                request_serializer=shoal_dot_protos_dot_parameters__pb2.ObservationStats.SerializeToString,
+                response_deserializer=shoal_dot_protos_dot_parameters__pb2.ReportReply.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/shoal.parameters.ParameterService/Watch',
                 request_serializer=shoal_dot_protos_dot_parameters__pb2.WatchRequest.SerializeToString,
@@ -45,6 +50,15 @@ class ParameterServiceStub:
 class ParameterServiceServicer:
     """Hosted by the learner. Every call carries `authorization: Bearer <run token>` metadata.
     """
+
+    def Report(self, request, context):
+        """An actor's observation statistics, merged into the learner's. INVALID_ARGUMENT naming
+        the field when they are not the run's observation shape, or not finite; then nothing
+        is merged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
         """Server stream: one WatchRequest, then Weights each time a newer version is published,
@@ -58,6 +72,11 @@ class ParameterServiceServicer:
 
 def add_ParameterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Report': grpc.unary_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=shoal_dot_protos_dot_parameters__pb2.ObservationStats.FromString,
+                    response_serializer=shoal_dot_protos_dot_parameters__pb2.ReportReply.SerializeToString,
+            ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
                     request_deserializer=shoal_dot_protos_dot_parameters__pb2.WatchRequest.FromString,
@@ -74,6 +93,33 @@ def add_ParameterServiceServicer_to_server(servicer, server):
 class ParameterService:
     """Hosted by the learner. Every call carries `authorization: Bearer <run token>` metadata.
     """
+
+    @staticmethod
+    def Report(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.parameters.ParameterService/Report',
+            shoal_dot_protos_dot_parameters__pb2.ObservationStats.SerializeToString,
+            shoal_dot_protos_dot_parameters__pb2.ReportReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Watch(request,

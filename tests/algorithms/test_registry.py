@@ -68,7 +68,7 @@ def test_the_registry_lists_each_module_once_by_its_own_name():
 
 
 def test_each_algorithm_keeps_the_contract(algorithm):
-    config = algorithm.config_type()
+    config = algorithm.shape(algorithm.config_type(), 2 * ENVS)  # 2 actors of ENVS envs
     torch.manual_seed(0)
     for space in sorted(algorithm.action_spaces):
         spec = SPECS[space]

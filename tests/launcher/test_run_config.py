@@ -23,7 +23,8 @@ def test_print_config_reads_back_as_the_same_tree(tmp_path, capsys):
         "--run-dir", str(tmp_path / "runs"))
     assert code == 0, err
     tree = yaml.safe_load(printed)
-    assert tree["collection"] == {"envs_per_actor": 4, "max_policy_lag": 2}
+    assert tree["collection"] == {"envs_per_actor": 4, "max_policy_lag": 2,
+                                  "normalize_observations": False}
     assert tree["run"]["actors"] == 3 and tree["seed"] == 4 and tree["algorithm"]["gamma"] == 0.98
     config = tmp_path / "run.yaml"
     config.write_text(printed)
@@ -42,7 +43,8 @@ def test_flags_override_the_file_which_overrides_the_defaults():
     assert config.collection.envs_per_actor == 5           # the flag
     assert config.learner.checkpoint_every == 50           # the file
     assert config.algorithm.batch_size == 32 and config.algorithm.gamma == 0.9
-    assert config.run.total_env_steps == 200_000           # the default
+    assert config.run.return_window == 20                  # the default
+    assert config.run.total_env_steps == 100_000           # the preset dqn/CartPole-v1
     assert config.seed == 9 and config.table.seed == 9     # the table takes the run's seed
     assert config.env_spec.num_actions == 2                # probed once, carried along
     flat = resolve({"batch_size": 16}, {"--algo": "dqn", "--env": "CartPole-v1"},

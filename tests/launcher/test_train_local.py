@@ -2,6 +2,7 @@
 gRPC over loopback), and resuming it."""
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from shoal.launcher.cli import main
+from shoal.launcher.components import EVAL_SEED_OFFSET
 from shoal.launcher.config import RunConfig
+from shoal.launcher.evaluate import evaluate
 from shoal.launcher.fleet import FleetPoll
 from shoal.launcher.monitor import RunMonitor
-from shoal.launcher.run_dir import EventLog
+from shoal.launcher.run_dir import EventLog, read_events
 
 from .live import CONDITION, LIVE_TEST_TIMEOUT, RUN_TO_BUDGET, START, STOP, LiveTrain
 
@@ -25,18 +29,21 @@ FAST = {"batch_size": 64, "samples_per_insert": 8, "min_size_to_sample": 500,
         "error_buffer": 8 * 2048, "target_update_interval": 100, "epsilon_decay_steps": 3000}
 
 
-def train_command(tmp_path, *extra: str) -> list[str]:
-    """``shoal train`` of DQN on CartPole with the FAST config, runs under tmp_path/runs."""
+def train_command(tmp_path, *extra: str, sections: dict | None = None) -> list[str]:
+    """``shoal train`` of DQN on CartPole with the FAST config, runs under tmp_path/runs;
+    ``sections``: other parts of the configuration tree (``{"learner": {...}}``)."""
     config = tmp_path / "fast.yaml"
-    config.write_text(json.dumps(FAST))  # JSON is YAML
+    tree = {"algorithm": FAST, **sections} if sections else FAST
+    config.write_text(json.dumps(tree))  # JSON is YAML
     return [sys.executable, "-m", "shoal.launcher.cli", "train", "--algo", "dqn",
             "--env", "CartPole-v1", "--envs-per-actor", "4", "--config", str(config),
             "--run-dir", str(tmp_path / "runs"), "--json", *extra]
 
 
-def train(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+def train(tmp_path, *extra: str, sections: dict | None = None) -> subprocess.CompletedProcess:
     """A run to its step budget: for what counts steps, never for what takes time."""
-    return subprocess.run(train_command(tmp_path, "--local", "--actors", "1", *extra),
+    return subprocess.run(train_command(tmp_path, "--local", "--actors", "1", *extra,
+                                        sections=sections),
                           capture_output=True, text=True, timeout=RUN_TO_BUDGET)
 
 
@@ -47,10 +54,14 @@ def live(tmp_path, *extra: str):
                                              "--total-env-steps", "1000000000", *extra))
 
 
+# a greedy evaluation every 4,000 env steps: three in the run, of 3 episodes each
+EVALUATIONS = {"learner": {"eval_every_env_steps": 4000, "eval_episodes": 3}}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("train")
-    result = train(tmp_path, "--seed", "0", "--total-env-steps", "14000")
+    result = train(tmp_path, "--seed", "0", "--total-env-steps", "14000", sections=EVALUATIONS)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     return tmp_path, result, summary
 
@@ -59,7 +70,8 @@ def test_dqn_learns_cartpole_beyond_random(trained):
     _, result, summary = trained
     assert result.returncode == 1, result.stderr  # no target given: the budget ends it
     assert set(summary) == {"reached", "mean_return", "env_steps", "updates",
-                            "seconds_from_first_step", "seconds_total", "run_dir"}
+                            "seconds_from_first_step", "seconds_total", "run_dir",
+                            "best_eval_return"}
     # a random policy averages ~22 on CartPole
     assert summary["mean_return"] >= 60, summary
     assert summary["env_steps"] >= 14000 and summary["updates"] > 500
@@ -80,6 +92,51 @@ def test_run_directory_holds_config_events_and_checkpoint(trained):
         "actor-0", "launcher", "learner", "replay"]
 
 
+def test_greedy_evaluations_are_logged_and_the_best_is_kept_and_played(trained, capsys):
+    """The learner's evaluations (every 4,000 env steps, 3 episodes from the same start
+    states) are events and stderr lines; best.pt holds the state the best one played, so
+    ``shoal eval`` from the evaluations' seed plays its return again, and plays it by
+    default."""
+    _, result, summary = trained
+    run_dir = Path(summary["run_dir"])
+    evaluations = read_events(run_dir / "events.jsonl", "evaluation")
+    assert evaluations, result.stderr[-3000:]
+    scheduled = [e for e in evaluations if not e["final"]]
+    multiples = [e["env_steps"] // 4000 for e in scheduled]
+    assert multiples[0] >= 1 and multiples == sorted(set(multiples))  # one per multiple
+    # the run ended at its budget: its last weights were played once more, last
+    finals = [e for e in evaluations if e["final"]]
+    assert len(finals) <= 1 and evaluations[-1]["final"] == bool(finals)
+    if finals:
+        assert finals[0]["env_steps"] <= summary["env_steps"]
+        assert finals[0]["updates"] > scheduled[-1]["updates"]
+    for event in evaluations:
+        assert len(event["returns"]) == 3
+        assert event["mean_return"] == pytest.approx(statistics.fmean(event["returns"]))
+        assert event["version"] >= 1 and event["updates"] > 0 and event["seconds"] >= 0
+    assert result.stderr.count("mean greedy return") >= len(evaluations)
+    assert summary["best_eval_return"] == max(e["mean_return"] for e in evaluations)
+
+    best_pt = run_dir / "learner" / "best.pt"
+    best = torch.load(best_pt, weights_only=False)
+    # an evaluation still playing at the last poll may have beaten the logged ones
+    assert best["counters"]["eval_return"] >= summary["best_eval_return"]
+    assert best["counters"]["eval_version"] == best["counters"]["published_version"]
+    replayed = evaluate(run_dir, 3, seed=0 + EVAL_SEED_OFFSET)  # the run's seed is 0
+    assert replayed.checkpoint == best_pt
+    assert replayed.mean_return == best["counters"]["eval_return"]
+    assert evaluate(run_dir, 1, latest=True).checkpoint == run_dir / "learner" / "learner.pt"
+
+    with pytest.raises(SystemExit) as ended:  # `shoal eval RUN_DIR`, in this process
+        main(["eval", str(run_dir), "--episodes", "1", "--json"])
+    out, err = capsys.readouterr()
+    assert ended.value.code == 0, err
+    assert f"of {best_pt}" in out
+    played = json.loads(out.strip().splitlines()[-1])
+    assert {"mean_return", "episodes", "checkpoint", "returns"} <= set(played)
+    assert played["checkpoint"] == str(best_pt) and len(played["returns"]) == 1
+
+
 def test_plot_draws_learning_and_throughput_curves_of_a_real_run(trained, tmp_path):
     _, _, summary = trained
     result = subprocess.run(
@@ -98,6 +155,7 @@ def test_resume_continues_counters_and_weights(trained):
     tmp_path, _, summary = trained
     run_dir = Path(summary["run_dir"])
     before = torch.load(run_dir / "learner" / "learner.pt", weights_only=False)
+    best_before = torch.load(run_dir / "learner" / "best.pt", weights_only=False)
     with live(tmp_path, "--resume", str(run_dir)) as run:
         def resumed_life() -> list[dict]:
             """The events since the resumed run's start (the log is the first run's too)."""
@@ -120,6 +178,8 @@ def test_resume_continues_counters_and_weights(trained):
     assert after["learner"]["updates"] > before["learner"]["updates"]
     assert after["counters"]["published_version"] > before["counters"]["published_version"]
     assert after["counters"]["env_steps"] == resumed["env_steps"]
+    # the best greedy evaluation so far came back from best.pt: the one to beat
+    assert resumed["best_eval_return"] >= best_before["counters"]["eval_return"]
     # the run's counters came back from the checkpoint, and its steps count on from them
     assert life[0]["resumed"]["env_steps"] == summary["env_steps"]
     assert all(event["env_steps"] >= summary["env_steps"] for event in life
