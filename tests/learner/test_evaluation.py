@@ -316,3 +316,30 @@ def test_a_failing_evaluation_ends_the_loop_with_its_error(run):
                what="the loop to end on the evaluation's error")
     assert isinstance(run.error, EvaluationFailed), run.error
     assert "RuntimeError: no display" in str(run.error)
+
+
+def test_the_last_weights_are_played_once_more_when_the_loop_has_ended(run):
+    """Runs stop at a target or budget between two scheduled evaluations: the final one
+    plays the weights the loop ended with (a new version, published first), and only if
+    the last evaluation did not already play them."""
+    played: list[int] = []
+
+    def scripted(weights: Weights, version: int) -> list[float]:
+        played.append(version)
+        return [float(version)]  # later versions score better: the final one is the best
+
+    loop = run.loop(scripted, every=10**9)  # no scheduled evaluation at all
+    run.start(loop)
+    wait_until(lambda: loop.stats.updates >= 15 or run.error is not None, timeout=120,
+               what="15 updates")
+    run.stop.set()
+    run.thread.join(60)
+    assert run.error is None, run.error
+    updates = loop.learner.updates
+    loop.final_evaluation()
+    (final,) = loop.evaluation.results
+    assert final.final and final.updates == updates
+    assert final.version == loop.stats.published_version == played[-1]
+    assert load_checkpoint(run.checkpoints / BEST)["learner"]["updates"] == updates
+    loop.final_evaluation()  # nothing new to play: the same weights are not played twice
+    assert len(loop.evaluation.results) == 1 and played == [final.version]
