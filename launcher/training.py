@@ -102,7 +102,8 @@ def run(config: TrainConfig, run_dir: Path, launch: Launch, *, tls: Tls | None =
         fleet.start(config.run.actors)
         resumed = launch.call(learner, "resumed_counters")
         local = isinstance(launch, LocalLaunch)
-        events.write("start", settings=config.to_dict(), resumed=resumed,
+        events.write("start", settings=config.to_dict(), settings_from=config.settings,
+                     resumed=resumed,
                      launch="local" if local else "ray", host=launch.host)
         if not local:  # which Ray node (and process) each component landed on
             placed = {part: launch.call(handle, "placement") for part, handle in

@@ -185,17 +185,21 @@ class LearnerLoop:
         """Once the loop has ended: evaluates the last weights (published first, so they
         are numbered as the others), unless the last evaluation already played them, and
         waits for it, so best.pt weighs the policy the run ended with: a run stops at its
-        target or budget between two scheduled evaluations."""
+        target or budget between two scheduled evaluations. Not for a run shorter than one
+        evaluation period (a smoke test: five Pong games would outlast it)."""
         evaluation = self.evaluation
         if evaluation is None:
             return
+        env_steps = int(self._counters().get("env_steps", 0))
+        if env_steps < evaluation.every_env_steps:
+            return  # shorter than one evaluation period: a smoke test, not a policy to keep
         evaluation.close()
         latest = evaluation.latest
         if evaluation.running or evaluation.error is not None or (
                 latest is not None and latest.updates == self.learner.updates):
             return
         weights = self.publish()
-        evaluation.start(int(self._counters().get("env_steps", 0)), self.learner.updates,
+        evaluation.start(env_steps, self.learner.updates,
                          self.stats.published_version, weights, self.learner.state_dict(),
                          self._checkpoint_counters(), final=True)
         evaluation.close(timeout)

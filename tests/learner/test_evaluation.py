@@ -328,18 +328,31 @@ def test_the_last_weights_are_played_once_more_when_the_loop_has_ended(run):
         played.append(version)
         return [float(version)]  # later versions score better: the final one is the best
 
-    loop = run.loop(scripted, every=10**9)  # no scheduled evaluation at all
+    loop = run.loop(scripted, every=12_000)  # 1,000 env steps per update: one at ~12
     run.start(loop)
-    wait_until(lambda: loop.stats.updates >= 15 or run.error is not None, timeout=120,
-               what="15 updates")
+    wait_until(lambda: loop.stats.updates >= 25 or run.error is not None, timeout=120,
+               what="25 updates")
     run.stop.set()
     run.thread.join(60)
     assert run.error is None, run.error
+    scheduled = list(loop.evaluation.results)
     updates = loop.learner.updates
+    assert scheduled and scheduled[-1].updates < updates
     loop.final_evaluation()
-    (final,) = loop.evaluation.results
-    assert final.final and final.updates == updates
+    final = loop.evaluation.results[-1]
+    assert final.final and final.updates == updates and not any(r.final for r in scheduled)
     assert final.version == loop.stats.published_version == played[-1]
     assert load_checkpoint(run.checkpoints / BEST)["learner"]["updates"] == updates
     loop.final_evaluation()  # nothing new to play: the same weights are not played twice
-    assert len(loop.evaluation.results) == 1 and played == [final.version]
+    assert loop.evaluation.results[-1] is final and played.count(final.version) == 1
+
+
+def test_a_run_shorter_than_one_evaluation_period_gets_no_final_evaluation(run):
+    loop = run.loop(lambda weights, version: [1.0], every=10**9)
+    run.start(loop)
+    wait_until(lambda: loop.stats.updates >= 3 or run.error is not None, timeout=120,
+               what="3 updates")
+    run.stop.set()
+    run.thread.join(60)
+    loop.final_evaluation()
+    assert loop.evaluation.results == [] and not (run.checkpoints / BEST).exists()
