@@ -135,8 +135,8 @@ class TrainConfig:
         actors, envs = self.run.actors, self.collection.envs_per_actor
         made = actors * envs * length
         asked = self.algorithm.env_steps_per_update
-        shape = (f"{made:,} env steps per update = {actors} actors x {envs} envs x "
-                 f"{length} steps")
+        shape = (f"{made:,} env steps per update = {actors} actor{'s' * (actors != 1)} x "
+                 f"{envs} env{'s' * (envs != 1)} x {length} step{'s' * (length != 1)}")
         return shape if made == asked else f"{shape} (env_steps_per_update {asked:,} " \
             f"does not divide by {actors * envs} envs: the nearest)"
 

@@ -106,14 +106,16 @@ def test_the_update_is_the_same_env_steps_with_1_2_and_4_actors(algo, envs):
                          {"--actors": actors, "--envs-per-actor": envs})
         length = config.algorithm.rollout_length
         shapes[actors] = actors * envs * length
+        actor_s = "actor" if actors == 1 else "actors"
         assert config.update_shape == (f"{shapes[actors]:,} env steps per update = "
-                                       f"{actors} actors x {envs} envs x {length} steps")
+                                       f"{actors} {actor_s} x {envs} envs x {length} steps")
     assert len(set(shapes.values())) == 1, shapes
     assert shapes[1] == config.algorithm.env_steps_per_update
 
 
 def test_an_update_that_does_not_divide_takes_the_nearest_rollout_length_and_says_so():
-    config = resolve({"algo": "ppo", "env": "CartPole-v1"}, {"--actors": 3})  # 256 / 24
+    config = resolve({"algo": "ppo", "env": "CartPole-v1"},
+                     {"--actors": 3, "--envs-per-actor": 8})  # 256 / 24
     assert config.algorithm.rollout_length == 11
     assert config.update_shape == ("264 env steps per update = 3 actors x 8 envs x 11 steps "
                                    "(env_steps_per_update 256 does not divide by 24 envs: "
@@ -129,8 +131,8 @@ def test_a_rollout_length_in_config_wins_over_the_presets_env_steps_per_update()
     assert config.algorithm.env_steps_per_update == 2 * 8 * 8
     both = {"algo": "ppo", "env": "CartPole-v1",
             "algorithm": {"rollout_length": 8, "env_steps_per_update": 512}}
-    with pytest.raises(UsageError, match=r"^--config: algorithm.rollout_length: 8 steps x 16 "
-                                         r"envs make 128 env steps per update, not "
+    with pytest.raises(UsageError, match=r"^--config: algorithm.rollout_length: 8 steps x 8 "
+                                         r"envs make 64 env steps per update, not "
                                          r"env_steps_per_update 512"):
         resolve(both)
     flag_over_file = resolve({"algo": "ppo", "env": "CartPole-v1",
