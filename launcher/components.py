@@ -292,10 +292,13 @@ class LearnerComponent(_Placed):
                 "update_seconds": stats.update_seconds, "device": str(self.device),
                 "samples": stats.samples, "stale_dropped": stats.stale_dropped,
                 "started": self.started, "pid": os.getpid(), "resumed": self.resumed,
-                "evaluations": ([r.as_dict() for r in self.evaluation.drain()]
-                                if self.evaluation else []),
-                "best_eval_return": self.evaluation.best if self.evaluation else None,
-                "error": self.background.error}
+                **self._evaluations(), "error": self.background.error}
+
+    def _evaluations(self) -> dict[str, Any]:
+        """The evaluations since the last report, and the best so far."""
+        evaluation = self.evaluation
+        return {"evaluations": [r.as_dict() for r in evaluation.drain()] if evaluation else [],
+                "best_eval_return": evaluation.best if evaluation else None}
 
     def finish(self) -> dict[str, Any]:
         """Ends the loop and plays its last weights once more (``LearnerLoop.
@@ -304,9 +307,7 @@ class LearnerComponent(_Placed):
         the evaluations since its last call."""
         self.background.stop()
         self.loop.final_evaluation()
-        return {"evaluations": ([r.as_dict() for r in self.evaluation.drain()]
-                                if self.evaluation else []),
-                "best_eval_return": self.evaluation.best if self.evaluation else None}
+        return self._evaluations()
 
     def stop(self, checkpoint: bool = True) -> Path | None:
         """Ends the loop and the ParameterService; returns the last checkpoint's path."""

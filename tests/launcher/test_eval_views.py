@@ -11,7 +11,6 @@ import pytest
 
 from shoal.launcher.config import field_docs
 from shoal.launcher.evaluate import resolve_checkpoint
-from shoal.launcher.fleet import FleetPoll
 from shoal.launcher.monitor import RunMonitor
 from shoal.launcher.plot import learning_figure, read_curves
 from shoal.launcher.rates import Rates
@@ -22,6 +21,7 @@ from shoal.learner.config import LearnerConfig
 
 from ..conftest import run_config
 from .test_top import samples
+from .test_train_local import Fleet
 
 # ------------------------------------------------------------------------- settings
 
@@ -42,17 +42,6 @@ def test_the_settings_are_checked_and_documented():
 
 
 # ------------------------------------------------------------------------- monitor
-
-
-class Fleet:
-    env_steps = 0
-
-    def poll(self) -> FleetPoll:
-        self.env_steps += 100
-        return FleetPoll(self.env_steps)
-
-    def __len__(self) -> int:
-        return 1
 
 
 RESULT = {"env_steps": 20_000, "updates": 570, "version": 57, "mean_return": 312.4,

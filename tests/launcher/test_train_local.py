@@ -186,18 +186,23 @@ def test_resume_continues_counters_and_weights(trained):
                if event["event"] == "throughput")
 
 
+class Fleet:
+    """One actor that takes 100 env steps per poll: the monitor's watch loop over fake
+    components (also ``test_eval_views``'s)."""
+
+    env_steps = 0
+
+    def poll(self) -> FleetPoll:
+        self.env_steps += 100
+        return FleetPoll(self.env_steps)
+
+    def __len__(self) -> int:
+        return 1
+
+
 def test_a_resumed_runs_step_budget_counts_the_steps_before_it(tmp_path):
     """--total-env-steps is the run's total: resumed at 14,000 steps with 16,000, the run
     takes 2,000 more. The watch loop over fake components, which step on each poll."""
-    class Fleet:
-        env_steps = 0
-
-        def poll(self) -> FleetPoll:
-            self.env_steps += 100
-            return FleetPoll(self.env_steps)
-
-        def __len__(self) -> int:
-            return 1
 
     def call(handle: str, method: str, *args):
         assert (handle, method) == ("learner", "poll")
