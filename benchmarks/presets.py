@@ -76,7 +76,6 @@ from typing import Any
 import atari_pong
 import live_run
 import time_to_solve as tts
-import yaml
 from sb3_time_to_solve import ZOO
 
 RETURN_WINDOW = 20           # training episodes the target's mean is over, shoal's and SB3's
@@ -147,19 +146,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def resolve_preset(row: Row, budget: int | None) -> tuple[str, int]:
-    """(what shoal says it took, the run's total_env_steps), from ``--print-config``: the
-    same resolution ``shoal train`` does, in seconds. Raises RuntimeError if it fails."""
-    command = [*tts.SHOAL, "train", "--algo", row.algo, "--env", row.env, "--print-config"]
-    if budget is not None:
-        command += ["--total-env-steps", str(budget)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = result.stdout.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("# settings:")), None)
-    if result.returncode != 0 or start is None:
-        tail = " ".join(result.stderr.strip().splitlines()[-3:])
-        raise RuntimeError(f"shoal train --print-config exited {result.returncode}: {tail}")
-    tree = yaml.safe_load("\n".join(lines[start + 1:]))
-    return lines[start].removeprefix("# settings:").strip(), int(tree["run"]["total_env_steps"])
+    """(what shoal says it took, the run's total_env_steps), as ``shoal train`` resolves
+    them. Raises RuntimeError if it fails."""
+    return tts.resolved_run(row.algo, row.env, [] if budget is None else
+                            ["--total-env-steps", str(budget)])
 
 
 def train_command(args: argparse.Namespace, row: Row, seed: int, parent: Path,

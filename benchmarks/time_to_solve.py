@@ -24,8 +24,12 @@ load. SB3 runs shoal's algorithm's peer (``SB3_PEER``): the same algorithm where
 it (trpo is sb3-contrib's TRPO), ppo for impala (shoal's V-trace actor-critic, which SB3
 lacks). Rows then also carry ``sb3`` (sb3_algo, the peer's name; reached, mean_return,
 env_steps, seconds_from_first_step, seconds_total, command_seconds) and ``ratio_to_sb3``
-(shoal's seconds from the first env step over SB3's, when both reached the target).
-Nothing is asserted: the machine is shared and noisy.
+(shoal's seconds from the first env step over SB3's, when both reached the target). SB3
+learns over shoal's step budget (--total-env-steps, else the one shoal's settings give):
+the zoo's learning-rate and clip schedules anneal over it, so a different budget is a
+different SB3 (PPO on CartPole-v1 took a median 25.8k env steps over seeds 0-5 with a
+500k budget, 30.4k over seeds 0-9 with the zoo's 100k). Nothing is asserted: the machine
+is shared and noisy.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 # The interpreter running this script has shoal installed; `-m` runs the `shoal` entry point.
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
@@ -103,6 +109,21 @@ def last_json_line(stdout: str) -> Any:
     return json.loads(lines[-1])
 
 
+def resolved_run(algo: str, env: str, extra: list[str]) -> tuple[str, int]:
+    """(what shoal says its settings are, the run's total_env_steps) for ``shoal train
+    --algo A --env E *extra``, from ``--print-config``: the resolution ``shoal train``
+    does, in seconds. Raises RuntimeError if it fails."""
+    command = [*SHOAL, "train", "--algo", algo, "--env", env, *extra, "--print-config"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = result.stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# settings:")), None)
+    if result.returncode != 0 or start is None:
+        tail = " ".join(result.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"shoal train --print-config exited {result.returncode}: {tail}")
+    tree = yaml.safe_load("\n".join(lines[start + 1:]))
+    return lines[start].removeprefix("# settings:").strip(), int(tree["run"]["total_env_steps"])
+
+
 def run_train(args: argparse.Namespace, seed: int, parent: Path) -> dict[str, Any]:
     """One training run. Progress goes to our stderr as it happens (long runs should show
     life); its own wall time is measured here too, because the summary's seconds_total
@@ -150,12 +171,14 @@ def run_sb3(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """SB3's peer algorithm on the same task, seed and target, in a process of its own like
     shoal's."""
     peer = sb3_peer(args.algo)
+    budget = args.total_env_steps
+    if budget is None:  # the schedules the zoo anneals run over its budget: shoal's
+        extra = ["--config", str(args.config)] if args.config is not None else []
+        _, budget = resolved_run(args.algo, args.env, extra)
     command = [sys.executable, str(Path(__file__).with_name("sb3_time_to_solve.py")),
                "--algo", peer, "--env", args.env, "--seed", str(seed),
                "--target-return", str(args.target_return),
-               "--window", str(args.return_window), "--json"]
-    if args.total_env_steps is not None:
-        command += ["--total-env-steps", str(args.total_env_steps)]
+               "--window", str(args.return_window), "--total-env-steps", str(budget), "--json"]
     started = time.monotonic()
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     try:
@@ -220,8 +243,14 @@ def print_footer(rows: list[dict[str, Any]], target: float) -> None:
         line += f"; greedy eval >= target in {passed}/{len(evals)}"
     ratios = [row["ratio_to_sb3"] for row in rows if row.get("ratio_to_sb3") is not None]
     if ratios:
-        line += (f"; shoal/sb3 wall clock from the first env step: median "
-                 f"{statistics.median(ratios):.2f} over {len(ratios)} seeds")
+        both = [row for row in rows if row["reached"] and row["sb3"].get("reached")]
+        shoal_steps = [row["env_steps"] for row in both]
+        sb3_steps = [row["sb3"]["env_steps"] for row in both]
+        per_seed = [ours / theirs for ours, theirs in zip(shoal_steps, sb3_steps, strict=True)]
+        line += (f"; shoal/sb3 over {len(ratios)} seeds: wall clock from the first env step "
+                 f"median {statistics.median(ratios):.2f}, env steps median per seed "
+                 f"{statistics.median(per_seed):.2f}, medians' ratio "
+                 f"{statistics.median(shoal_steps) / statistics.median(sb3_steps):.2f}")
     print(line)
 
 
