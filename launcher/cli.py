@@ -37,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
         """Names the registered algorithms, and each configuration flag's field doc and
         default, only when help is shown: both import torch."""
         from shoal.algorithms.registry import ALGORITHMS
-        from shoal.launcher.config import flag_help
+        from shoal.launcher.config_help import flag_help
 
         for action in self._actions:
             if action.dest == "algo" and action.help == ALGO_HELP:
@@ -57,7 +57,7 @@ class _FieldValue:
     def __call__(self, text: str) -> Any:
         import typing
 
-        from shoal.launcher.config import field_type
+        from shoal.launcher.config_help import field_type
 
         hint = field_type(*FLAGS[self.flag])
         kinds = [kind for kind in (typing.get_args(hint) or (hint,)) if kind is not type(None)]

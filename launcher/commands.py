@@ -223,7 +223,7 @@ def tables(args: argparse.Namespace) -> int:
 
 def show_config(args: argparse.Namespace) -> int:
     from shoal.algorithms.registry import ALGORITHMS
-    from shoal.launcher.config import describe
+    from shoal.launcher.config_help import describe
 
     if args.algo not in ALGORITHMS:
         raise UsageError(f"--algo: expected one of {sorted(ALGORITHMS)}, got {args.algo!r}")

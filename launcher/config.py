@@ -12,7 +12,8 @@
 
 Every default is written once, in its section's dataclass; every field's docstring is its
 help (``shoal config --algo X`` lists them all, the flags of ``FLAGS`` show theirs). The
-precedence is defaults < ``--config`` < flags. A value of the wrong type or out of range
+precedence is defaults < the preset of the algorithm and env (``algorithms/presets.py``)
+< ``--config`` < flags. A value of the wrong type or out of range
 is one UsageError naming where it came from: the flag (``--envs-per-actor: ...``) or the
 file's key (``--config: collection.envs_per_actor: ...``). Where and how a run is launched
 (``--local``, ``--address``, ``--run-dir``, ``--resume``, TLS files, ``--json``) is not
@@ -24,12 +25,7 @@ text by its field's type, and ``shoal train --address`` probes the cluster befor
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import itertools
-import textwrap
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +33,7 @@ from typing import Any
 from shoal.actors.config import CollectionConfig
 from shoal.algorithms.base import Algorithm, EnvSpec, Experience
 from shoal.launcher.autoscale import AutoscaleRange
-from shoal.launcher.config_types import ConfigTypeError, checked_overrides, describe_type
+from shoal.launcher.config_types import ConfigTypeError, checked_overrides
 from shoal.launcher.flags import FLAGS, flag_dest
 from shoal.launcher.usage import UsageError
 from shoal.learner.config import LearnerConfig
@@ -168,44 +164,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# ----------------------------------------------------------------------------- the flags
-
-
-def field_type(section: str, name: str) -> Any:
-    owner = TrainConfig if section == "" else SECTIONS[section]
-    return typing.get_type_hints(owner)[name]
-
-
-def field_default(section: str, name: str) -> Any:
-    owner = TrainConfig if section == "" else SECTIONS[section]
-    return next(f.default for f in dataclasses.fields(owner) if f.name == name)
-
-
-def field_docs(owner: type) -> dict[str, str]:
-    """Each field's docstring (the string literal under it in the class body, or in a
-    base's, where a subclass only changes its default), in one line: the help ``--help``
-    and ``shoal config`` show."""
-    docs: dict[str, str] = {}
-    for cls in reversed(owner.__mro__):
-        if not dataclasses.is_dataclass(cls):
-            continue
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-        body = next(node for node in tree.body if isinstance(node, ast.ClassDef)).body
-        for before, after in itertools.pairwise(body):
-            if (isinstance(before, ast.AnnAssign) and isinstance(before.target, ast.Name)
-                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                    and isinstance(after.value.value, str)):
-                docs[before.target.id] = " ".join(after.value.value.split())
-    return docs
-
-
-def flag_help(flag: str) -> str:
-    section, name = FLAGS[flag]
-    owner = TrainConfig if section == "" else SECTIONS[section]
-    doc = field_docs(owner).get(name, "")
-    return f"{doc} (default: {field_default(section, name)})".replace("%", "%%")
-
-
 # ------------------------------------------------------------------------------- resolve
 
 
@@ -311,7 +269,7 @@ def resolve(values: Mapping[str, Any] | None = None,
     if definition is None:
         raise UsageError(f"{origins.name('', 'algo')}: expected one of {sorted(ALGORITHMS)}, "
                          f"got {algo!r}")
-    seed = top.get("seed", field_default("", "seed"))
+    seed = top.get("seed", TrainConfig.seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEEDS:
         raise UsageError(f"{origins.name('', 'seed')}: expected 0..{SEEDS - 1}, got {seed}")
     try:
@@ -428,32 +386,3 @@ def why_actor_count_is_fixed(definition: Algorithm[Any]) -> str | None:
                       if a.experience is not Experience.ROLLOUTS)
     return (f"actors: {definition.name} trains on one rollout from each actor per update, so "
             f"its actor count is fixed for the run; live scaling is for {', '.join(scalable)}")
-
-
-def describe(algo: str) -> str:
-    """Every field of ``algo``'s run configuration with its type, default, flag and doc:
-    what ``shoal config --algo X`` prints."""
-    from shoal.algorithms.registry import ALGORITHMS
-
-    definition = ALGORITHMS[algo]
-    owners: list[tuple[str, type]] = [("", TrainConfig), *SECTIONS.items(),
-                                      ("algorithm", definition.config_type)]
-    lines = []
-    for section, owner in owners:
-        lines.append(f"{section or 'top level'}:" if section != "algorithm"
-                     else f"algorithm ({owner.__name__}):")
-        docs, hints = field_docs(owner), typing.get_type_hints(owner)
-        for item in dataclasses.fields(owner):
-            if section == "" and item.name in ("env_spec", "algorithm", "settings",
-                                               *SECTIONS):
-                continue
-            default = ("required" if item.default is dataclasses.MISSING
-                       else f"default {item.default!r}")
-            flag = next((f for f, place in FLAGS.items()
-                         if place == (section, item.name) and f != "--num-actors"), None)
-            lines.append(f"  {item.name}: {describe_type(hints[item.name])}, {default}"
-                         + (f", flag {flag}" if flag else ""))
-            if docs.get(item.name):
-                lines += textwrap.wrap(docs[item.name], 88, initial_indent="      ",
-                                       subsequent_indent="      ")
-    return "\n".join(lines)

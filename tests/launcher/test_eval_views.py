@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.launcher.config import field_docs
+from shoal.launcher.config_help import field_docs
 from shoal.launcher.evaluate import resolve_checkpoint
 from shoal.launcher.monitor import RunMonitor
 from shoal.launcher.plot import learning_figure, read_curves

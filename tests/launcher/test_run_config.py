@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from shoal.algorithms.registry import ALGORITHMS
-from shoal.launcher.config import SECTIONS, TrainConfig, field_docs, resolve
+from shoal.launcher.config import SECTIONS, TrainConfig, resolve
+from shoal.launcher.config_help import field_docs
 from shoal.launcher.usage import UsageError
 
 from .test_cli_hardening import run_in_process
