@@ -96,8 +96,9 @@ class DQNConfig:
     greedy evaluation reached 500 while training episodes stalled near 470."""
     epsilon_exponent: float = 7.0
     """See epsilon_base."""
-    epsilon_decay_steps: int = 3_000
-    """Env steps (per actor) over which exploration falls from 1 to its final epsilon."""
+    epsilon_decay_steps: int = 24_000
+    """Env steps (per actor, over all its envs) over which exploration falls from 1 to its
+    final epsilon."""
 
 
 # ----------------------------------------------------------------------------- networks
@@ -164,7 +165,7 @@ class DQNPolicy:
         actions = q_values.argmax(axis=1)
         explore = self._rng.random(len(actions)) < self.epsilon
         actions[explore] = self._rng.integers(0, self._num_actions, int(explore.sum()))
-        self.steps += 1
+        self.steps += len(actions)  # env steps: one per env of the vector step
         return PolicyStep(actions, {"q_taken": q_values[np.arange(len(actions)), actions]})
 
     @torch.no_grad()

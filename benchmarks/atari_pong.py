@@ -65,12 +65,13 @@ INTERRUPTED = 130           # shoal train's exit code when a signal ended it
 
 ATARI_SETTINGS: dict[str, dict[str, Any]] = {
     # Nature DQN's shape: batches of 32, one update per 4 env steps (8 samples per insert),
-    # a constant small step size; a 100k table (~110 MB at the ~1.1 kB per lz4-compressed
+    # a constant small step size, epsilon over 1M frames (250k env steps, 125k per each of
+    # 2 actors); a 100k table (~110 MB at the ~1.1 kB per lz4-compressed
     # transition measured on Pong, 5.6 GB uncompressed) that samples from 5k transitions.
     "dqn": {"batch_size": 32, "samples_per_insert": 8.0, "learning_rate": 1e-4,
             "learning_rate_final": 1e-4, "buffer_size": 100_000, "min_size_to_sample": 5_000,
             "error_buffer": 8.0 * 2048,
-            "target_update_interval": 2_000, "epsilon_decay_steps": 250_000},
+            "target_update_interval": 2_000, "epsilon_decay_steps": 125_000},
     # CleanRL's ppo_atari: 128-step rollouts, 4 epochs of 4 minibatches, clip 0.1,
     # entropy bonus 0.01, gamma 0.99, lambda 0.95, lr 2.5e-4.
     "ppo": {"rollout_length": 128, "update_epochs": 4, "num_minibatches": 4,

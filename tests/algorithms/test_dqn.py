@@ -56,6 +56,19 @@ def test_ape_x_epsilons():
     assert actor_epsilon(config, 0, 1) == pytest.approx(0.4)
 
 
+def test_epsilon_decays_over_env_steps_counted_across_the_actors_envs():
+    """8 envs stepped 100 times are 800 env steps of a 1,600-step schedule: halfway."""
+    config = DQNConfig(epsilon_base=0.1, epsilon_exponent=0.0, epsilon_decay_steps=1_600)
+    policy = DQNPolicy(config, CARTPOLE, actor_index=0, num_actors=1)
+    obs = np.zeros((8, 4), np.float32)
+    for _ in range(100):
+        policy.act(obs)
+    assert policy.epsilon == pytest.approx(1.0 + 0.5 * (0.1 - 1.0))
+    for _ in range(100):
+        policy.act(obs)
+    assert policy.epsilon == pytest.approx(0.1)
+
+
 def test_policy_initial_priorities_use_its_own_network():
     policy = DQNPolicy(DQNConfig(), CARTPOLE, actor_index=0, num_actors=1)
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)

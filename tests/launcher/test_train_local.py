@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 
 # small batches, few updates: learns quickly in one process, where threads share the GIL
 FAST = {"batch_size": 64, "samples_per_insert": 8, "min_size_to_sample": 500,
-        "error_buffer": 8 * 2048, "target_update_interval": 100, "epsilon_decay_steps": 3000}
+        "error_buffer": 8 * 2048, "target_update_interval": 100, "epsilon_decay_steps": 12_000}
 
 
 def train_command(tmp_path, *extra: str, sections: dict | None = None) -> list[str]:
