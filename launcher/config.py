@@ -11,11 +11,11 @@
       env_spec: EnvSpec             the env's spaces, probed once here
 
 Every default is written once, in its section's dataclass; every field's docstring is its
-help (``shoal config --algo X`` lists them all, the flags of ``FLAGS`` show theirs). The
-precedence is defaults < the preset of the algorithm and env (``algorithms/presets.py``)
-< ``--config`` < flags. A value of the wrong type or out of range
-is one UsageError naming where it came from: the flag (``--envs-per-actor: ...``) or the
-file's key (``--config: collection.envs_per_actor: ...``). Where and how a run is launched
+help (``config_help.py``: ``shoal config --algo X`` lists them all, the flags of ``FLAGS``
+show theirs). The precedence is defaults < the preset of the algorithm and env
+(``algorithms/presets.py``) < ``--config`` < flags. A value of the wrong type or out of
+range is one UsageError naming where it came from: the flag (``--envs-per-actor: ...``) or
+the file's key (``--config: collection.envs_per_actor: ...``). Where and how a run is launched
 (``--local``, ``--address``, ``--run-dir``, ``--resume``, TLS files, ``--json``) is not
 configuration: those stay flags of the command.
 
