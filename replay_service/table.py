@@ -14,22 +14,22 @@ Usage, in process (the gRPC server wraps the same object)::
     batch = table.sample(256)                      # keys, probabilities, columns
     table.update_priorities(batch.keys, abs(td_error) + 1e-6)
 
-Items live in one numpy array per field (structure of arrays), at slot ``key % max_size``:
-inserting n items is n-row slice assignment, sampling a batch is one fancy index per field.
-When the ring is full the next insert overwrites the oldest slots (oldest-first removal).
-Fields marked compressed keep one compressed blob per item, as it came off the wire.
+Items live in a ring of ``max_size`` slots, at slot ``key % max_size`` (``columns.py``
+keeps their bytes); when the ring is full the next insert overwrites the oldest slots
+(oldest-first removal). This module keeps which slots are live, their priorities and the
+selector's index over them, and the counters the rate limiter decides on; ``waiting.py``
+keeps the lock and the waits.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Collection, Mapping
-from typing import Any, Literal
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import numpy as np
 
-from shoal.protos.codec import compress_rows, decompress_row
+from shoal.protos.codec import compress_rows
 from shoal.protos.tables import (
     FieldSpec,
     Fifo,
@@ -41,6 +41,7 @@ from shoal.protos.tables import (
     TableCounts,
     TableSpec,
 )
+from shoal.replay_service.columns import ColumnStore
 from shoal.replay_service.items import (
     ColumnValue,
     CompressedRows,
@@ -54,8 +55,7 @@ from shoal.replay_service.items import (
     checked_priorities,
 )
 from shoal.replay_service.selectors import build_index
-
-Side = Literal["insert", "sample"]
+from shoal.replay_service.waiting import Gate
 
 
 class Table:
@@ -93,9 +93,8 @@ class Table:
         self.signature: dict[str, FieldSpec] = dict(signature)
         self.max_times_sampled = max_times_sampled
 
-        self._cond = threading.Condition()
+        self._gate = Gate(name)
         self._rng = np.random.default_rng(seed)
-        self._closed = False
         self._allocate()
 
     @classmethod
@@ -110,16 +109,7 @@ class Table:
                    max_times_sampled=1)
 
     def _allocate(self) -> None:
-        self._columns: dict[str, np.ndarray] = {}
-        self._compressed_nbytes: dict[str, np.ndarray] = {}
-        for field_name, spec in self.signature.items():
-            if spec.compression == "none":
-                column = np.empty((self.max_size, *spec.shape), spec.dtype)
-                column.fill(0)  # touch every page now, not in the first pass of inserts
-                self._columns[field_name] = column
-            else:
-                self._columns[field_name] = np.full(self.max_size, None, dtype=object)
-                self._compressed_nbytes[field_name] = np.zeros(self.max_size, np.int64)
+        self._store = ColumnStore(self.signature, self.max_size)
         self._keys = np.full(self.max_size, -1, dtype=np.int64)
         self._priorities = np.zeros(self.max_size, dtype=np.float64)
         self._times_sampled = np.zeros(self.max_size, dtype=np.int64)
@@ -130,58 +120,22 @@ class Table:
         self._sampled = 0
         self._priority_updates = 0
         self._max_priority = 1.0
-        self._compressed_bytes = 0
-        self._blocked_seconds = {"insert": 0.0, "sample": 0.0}
-        self._waiting = {"insert": 0, "sample": 0}
 
     # ----------------------------------------------------------------- waiting
 
     def _counts(self) -> TableCounts:
         return TableCounts(self._size, self._inserted, self._sampled)
 
-    def _wait(
-        self, ready: Callable[[], bool], side: Side, timeout: float | None,
-        cancel: threading.Event | None,
-    ) -> None:
-        """Waits (holding the condition) until ``ready()``; charges the time to ``side``."""
-        if ready() and not self._closed:
-            return
-        start = time.monotonic()
-        deadline = None if timeout is None else start + timeout
-        self._waiting[side] += 1
-        try:
-            while True:
-                if self._closed:
-                    raise TableClosed(f"table {self.name!r} is closed")
-                if ready():
-                    return
-                if cancel is not None and cancel.is_set():
-                    raise WaitCancelled(f"{side} on table {self.name!r} was cancelled")
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise RateLimiterTimeout(
-                        f"{side} on table {self.name!r} waited {timeout:g}s for the rate "
-                        f"limiter ({self.rate_limiter.kind}); size {self._size}")
-                self._cond.wait(remaining)
-        finally:
-            self._waiting[side] -= 1
-            self._blocked_seconds[side] += time.monotonic() - start
-
-    def _notify_waiters(self) -> None:
-        """After a change (held under the condition): wake callers only if there are any."""
-        if self._waiting["insert"] or self._waiting["sample"]:
-            self._cond.notify_all()
+    def _limiter_held(self) -> str:
+        return f"the rate limiter ({self.rate_limiter.kind}); size {self._size}"
 
     def wake(self) -> None:
         """Makes waiting callers re-check their cancel events."""
-        with self._cond:
-            self._cond.notify_all()
+        self._gate.wake()
 
     def close(self) -> None:
         """Releases every waiting caller with TableClosed; later waits fail at once."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._gate.close()
 
     # ------------------------------------------------------------------ insert
 
@@ -245,9 +199,9 @@ class Table:
         them each item gets the largest priority the table has seen (PER's rule).
         """
         count, checked, initial = self._validated(columns, priorities)
-        with self._cond:
-            self._wait(lambda: self.rate_limiter.can_insert(self._counts(), count),
-                       "insert", timeout, cancel)
+        with self._gate.lock:
+            self._gate.wait(lambda: self.rate_limiter.can_insert(self._counts(), count),
+                            "insert", timeout, cancel, self._limiter_held)
             keys = np.arange(self._next_key, self._next_key + count, dtype=np.int64)
             slots = keys % self.max_size
             start = int(slots[0])
@@ -258,17 +212,7 @@ class Table:
             evicted = slots[self._keys[where] >= 0]
             if evicted.size:
                 self._forget(evicted)
-            for field_name, value in checked.items():
-                column = self._columns[field_name]
-                if isinstance(value, CompressedRows):
-                    blobs = np.empty(count, dtype=object)
-                    blobs[:] = value.rows
-                    column[where] = blobs
-                    nbytes = np.fromiter((len(b) for b in value.rows), np.int64, count)
-                    self._compressed_nbytes[field_name][where] = nbytes
-                    self._compressed_bytes += int(nbytes.sum())
-                else:
-                    column[where] = value
+            self._store.write(where, count, checked)
             if initial is None:
                 initial = np.full(count, self._max_priority)
             elif count:
@@ -280,7 +224,7 @@ class Table:
             self._next_key += count
             self._size += count
             self._inserted += count
-            self._notify_waiters()
+            self._gate.notify()
         return keys
 
     def _forget(self, slots: np.ndarray) -> None:
@@ -288,10 +232,7 @@ class Table:
         self._index.remove(slots)
         self._keys[slots] = -1
         self._size -= slots.size
-        for field_name, nbytes in self._compressed_nbytes.items():
-            self._compressed_bytes -= int(nbytes[slots].sum())
-            nbytes[slots] = 0
-            self._columns[field_name][slots] = None
+        self._store.forget(slots)
 
     # ------------------------------------------------------------------ sample
 
@@ -319,11 +260,11 @@ class Table:
         if batches < 1:
             raise InvalidItems("batches", f"expected >= 1, got {batches}")
         needed = batch_size if self.selector.without_replacement else 1
-        with self._cond:
-            self._wait(
+        with self._gate.lock:
+            self._gate.wait(
                 lambda: self._size >= needed
                 and self.rate_limiter.can_sample(self._counts(), batch_size),
-                "sample", timeout, cancel)
+                "sample", timeout, cancel, self._limiter_held)
             size = self._size
             count = self._batches_allowed(batch_size, batches)
             slots, probabilities = self._index.sample(count * batch_size, size, self._rng)
@@ -333,21 +274,16 @@ class Table:
                 order = self._rng.permutation(slots.size)
                 slots, probabilities = slots[order], probabilities[order]
             keys = self._keys.take(slots)
-            columns: dict[str, ColumnValue] = {}
-            for field_name, column in self._columns.items():
-                if column.dtype == object:
-                    columns[field_name] = CompressedRows(column[slots].tolist())
-                else:  # take: several times faster than fancy indexing on 2-d arrays
-                    columns[field_name] = column.take(slots, axis=0)
+            columns = self._store.gather(slots)
             self._sampled += slots.size
             if self.max_times_sampled:
                 np.add.at(self._times_sampled, slots, 1)
                 spent = np.unique(slots[self._times_sampled[slots] >= self.max_times_sampled])
                 if spent.size:
                     self._forget(spent)
-            self._notify_waiters()
-        if decompress and self._compressed_nbytes:
-            columns = {name: self._decompressed(name, value) for name, value in columns.items()}
+            self._gate.notify()
+        if decompress and self._store.has_compressed:
+            columns = self._store.decompressed(columns)
         return Draw(keys, probabilities, columns)
 
     def _batches_allowed(self, batch_size: int, wanted: int) -> int:
@@ -363,16 +299,6 @@ class Table:
             allowed += 1
         return allowed
 
-    def _decompressed(self, field_name: str, value: ColumnValue) -> ColumnValue:
-        if not isinstance(value, CompressedRows):
-            return value
-        spec = self.signature[field_name]
-        out = np.empty((len(value.rows), *spec.shape), spec.dtype)
-        for index, blob in enumerate(value.rows):
-            raw = decompress_row(blob, spec.compression, spec.row_bytes)
-            out[index] = np.frombuffer(raw, spec.dtype).reshape(spec.shape)
-        return out
-
     # -------------------------------------------------------------- priorities
 
     def update_priorities(self, keys: Any, priorities: Any) -> tuple[int, int]:
@@ -385,7 +311,7 @@ class Table:
             raise InvalidItems("keys", "expected keys >= 0")
         checked = checked_priorities(priorities, keys.size)
         keys = keys.astype(np.int64, copy=False)
-        with self._cond:
+        with self._gate.lock:
             slots = keys % self.max_size
             live = self._keys[slots] == keys
             slots, checked = slots[live], checked[live]
@@ -403,10 +329,8 @@ class Table:
         return self._size
 
     def stats(self) -> TableStats:
-        with self._cond:
-            counts = self._counts()
-            fixed_bytes = sum(spec.row_bytes for spec in self.signature.values()
-                              if spec.compression == "none")
+        with self._gate.lock:
+            counts, gate = self._counts(), self._gate
             return TableStats(
                 name=self.name,
                 size=self._size,
@@ -416,12 +340,12 @@ class Table:
                 inserted_items=self._inserted,
                 sampled_items=self._sampled,
                 priority_updates=self._priority_updates,
-                stored_bytes=self._size * fixed_bytes + self._compressed_bytes,
+                stored_bytes=self._store.stored_bytes(self._size),
                 rate_limiter=self.rate_limiter.kind,
-                insert_blocked_seconds=self._blocked_seconds["insert"],
-                sample_blocked_seconds=self._blocked_seconds["sample"],
-                inserts_waiting=self._waiting["insert"],
-                samples_waiting=self._waiting["sample"],
+                insert_blocked_seconds=gate.blocked_seconds["insert"],
+                sample_blocked_seconds=gate.blocked_seconds["sample"],
+                inserts_waiting=gate.waiting["insert"],
+                samples_waiting=gate.waiting["sample"],
                 can_insert=self.rate_limiter.can_insert(counts, 1),
                 can_sample=self._size >= 1 and self.rate_limiter.can_sample(counts, 1),
             )
@@ -433,21 +357,15 @@ class Table:
 
     def state(self) -> TableState:
         """A copy of the live items (in key order) and counters, taken under the lock."""
-        with self._cond:
+        with self._gate.lock:
             live = np.flatnonzero(self._keys >= 0)
             live = live[np.argsort(self._keys[live], kind="stable")]
             arrays: dict[str, np.ndarray] = {
                 "keys": self._keys[live],
                 "priorities": self._priorities[live],
                 "times_sampled": self._times_sampled[live],
+                **self._store.state_arrays(live),
             }
-            for field_name, column in self._columns.items():
-                if column.dtype == object:
-                    blobs = column[live].tolist()
-                    arrays[f"rows.{field_name}"] = np.frombuffer(b"".join(blobs), np.uint8)
-                    arrays[f"lengths.{field_name}"] = self._compressed_nbytes[field_name][live]
-                else:
-                    arrays[f"column.{field_name}"] = column[live]
             counters = {
                 "next_key": self._next_key,
                 "inserted": self._inserted,
@@ -468,22 +386,11 @@ class Table:
         """Replaces the contents with a saved state; the selector is rebuilt from the saved
         priorities, so sampling resumes with the same probabilities."""
         self.check_restorable(state)
-        with self._cond:
+        with self._gate.lock:
             self._allocate()
             keys = state.arrays["keys"].astype(np.int64)
             slots = keys % self.max_size
-            for field_name, column in self._columns.items():
-                if column.dtype == object:
-                    lengths = state.arrays[f"lengths.{field_name}"].astype(np.int64)
-                    data = state.arrays[f"rows.{field_name}"].tobytes()
-                    ends = np.cumsum(lengths)
-                    blobs = np.empty(keys.size, dtype=object)
-                    blobs[:] = [data[end - n:end] for end, n in zip(ends, lengths, strict=True)]
-                    column[slots] = blobs
-                    self._compressed_nbytes[field_name][slots] = lengths
-                    self._compressed_bytes += int(lengths.sum())
-                else:
-                    column[slots] = state.arrays[f"column.{field_name}"]
+            self._store.restore(slots, state.arrays)
             self._keys[slots] = keys
             self._priorities[slots] = state.arrays["priorities"]
             self._times_sampled[slots] = state.arrays["times_sampled"]
@@ -494,7 +401,7 @@ class Table:
             self._sampled = int(state.counters["sampled"])
             self._priority_updates = int(state.counters["priority_updates"])
             self._max_priority = float(state.counters["max_priority"])
-            self._cond.notify_all()
+            self._gate.lock.notify_all()
 
 
 __all__ = [

@@ -21,9 +21,9 @@ from shoal.algorithms.sac import (
     SACLearner,
     SACPolicy,
     polyak_update,
-    squashed_gaussian_log_prob,
     temperature_loss,
 )
+from shoal.algorithms.sac_networks import squashed_gaussian_log_prob
 from shoal.protos.tables import FieldSpec, Prioritized, SampleToInsertRatio, Uniform
 from shoal.replay_service.config import spec_from_dict, table_from_dict
 
