@@ -49,6 +49,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shoal.launcher.exit_codes import INTERRUPTED, TARGET_MISSED, TRAINED
+
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]  # the `shoal` entry point
 HUGE_BUDGET = 10**12        # env steps: the benchmark, not the budget, ends a run
 START_UP_SECONDS = 90.0     # give up on a run with no throughput line by then
@@ -190,7 +192,7 @@ def watch_run(args: argparse.Namespace, actors: int, lag: int | None,
                 break
     finally:
         stop(process)
-    if process.returncode not in (0, -signal.SIGINT, 128 + signal.SIGINT, 1):
+    if process.returncode not in (TRAINED, TARGET_MISSED, -signal.SIGINT, INTERRUPTED):
         tail = "\n".join(log.read_text().splitlines()[-10:])
         print(f"shoal train ({actors} actors) exited {process.returncode}:\n{tail}",
               file=sys.stderr)

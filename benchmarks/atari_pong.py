@@ -59,9 +59,10 @@ from typing import Any
 
 import live_run
 
+from shoal.launcher.exit_codes import INTERRUPTED, TARGET_MISSED, TRAINED
+
 START_UP_SECONDS = 240.0    # give up on a run with no throughput line by then
 TERM_GRACE = 180.0          # seconds for shoal to stop, checkpoint and summarise on SIGTERM
-INTERRUPTED = 130           # shoal train's exit code when a signal ended it
 
 ATARI_SETTINGS: dict[str, dict[str, Any]] = {
     # Nature DQN's shape: batches of 32, one update per 4 env steps (8 samples per insert),
@@ -227,7 +228,7 @@ def watch_run(args: argparse.Namespace, command: list[str], parent: Path,
         live_run.terminate(process, TERM_GRACE)
     if watched.run_dir is not None:
         watched.lines = live_run.read_events(watched.run_dir, "throughput")
-    if process.returncode not in (INTERRUPTED, 0, 1):
+    if process.returncode not in (INTERRUPTED, TRAINED, TARGET_MISSED):
         tail = "\n".join(log.read_text().splitlines()[-10:])
         print(f"shoal train exited {process.returncode}:\n{tail}", file=sys.stderr)
     return watched, process.returncode, last_json(out.read_text())

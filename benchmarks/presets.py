@@ -78,6 +78,8 @@ import live_run
 import time_to_solve as tts
 from sb3_time_to_solve import ZOO
 
+from shoal.launcher.exit_codes import INTERRUPTED, TARGET_MISSED, TRAINED
+
 RETURN_WINDOW = 20           # training episodes the target's mean is over, shoal's and SB3's
 HOPPER_STEPS = 100_000       # the Hopper rows' step budget
 PONG_SECONDS = 600.0         # the Pong rows' wall clock from the first env step
@@ -186,7 +188,7 @@ def run_train(command: list[str], seed: int) -> dict[str, Any]:
     except ValueError:
         summary = None
     seed_row.update(summary_fields(summary))
-    if result.returncode not in (0, 1) or not isinstance(summary, dict):
+    if result.returncode not in (TRAINED, TARGET_MISSED) or not isinstance(summary, dict):
         seed_row["error"] = f"shoal train exited {result.returncode}"
     return seed_row
 
@@ -234,7 +236,7 @@ def run_minutes(command: list[str], seed: int, parent: Path, seconds: float,
     seed_row["measured_seconds"] = (counted[-1]["time"] - counted[0]["time"]
                                     if len(counted) >= 2 else None)
     seed_row["env_steps_per_s"] = atari_pong.rate(counted, "env_steps")
-    if process.returncode not in (atari_pong.INTERRUPTED, 0, 1):
+    if process.returncode not in (INTERRUPTED, TRAINED, TARGET_MISSED):
         tail = " ".join(log.read_text().splitlines()[-3:])
         seed_row["error"] = f"shoal train exited {process.returncode}: {tail}"
     return seed_row

@@ -46,6 +46,8 @@ from typing import Any
 
 import yaml
 
+from shoal.launcher.exit_codes import TARGET_MISSED, TRAINED
+
 # The interpreter running this script has shoal installed; `-m` runs the `shoal` entry point.
 SHOAL = [sys.executable, "-m", "shoal.launcher.cli"]
 TRAIN_KEYS = ("reached", "mean_return", "env_steps", "updates", "seconds_from_first_step",
@@ -137,7 +139,7 @@ def run_train(args: argparse.Namespace, seed: int, parent: Path) -> dict[str, An
         summary = last_json_line(result.stdout)
     except ValueError:
         summary = None
-    if result.returncode not in (0, 1) or not isinstance(summary, dict):
+    if result.returncode not in (TRAINED, TARGET_MISSED) or not isinstance(summary, dict):
         row.update(dict.fromkeys(TRAIN_KEYS), error=f"shoal train exited {result.returncode}")
     else:
         row.update({key: summary.get(key) for key in TRAIN_KEYS})

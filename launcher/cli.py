@@ -3,8 +3,8 @@
 
 A bad argument or config value prints one line (``shoal: error: ...``) and exits 2,
 without a traceback, and before the command creates anything (``shoal train``: no run
-directory). ``shoal train`` exits 0 when it reached ``--target-return``, 1 at the step
-budget (or when a component failed: then with the traceback), 130 when interrupted.
+directory). ``shoal train`` exits 0 when it reached ``--target-return``, or the step
+budget without a target; its other codes are ``exit_codes.py``'s, which ``--help`` lists.
 
 Parsing imports no algorithm (they import torch, seconds of a command that may not need
 it): the flags of the run configuration take their type and help from its fields only
@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from shoal.launcher import commands
+from shoal.launcher import commands, exit_codes
 from shoal.launcher.flags import FLAGS, METAVARS, flag_dest
 from shoal.launcher.usage import UsageError
 
@@ -111,6 +112,7 @@ def _add_token(command: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="shoal", description="Distributed actor-learner deep RL.")
+    parser.add_argument("--version", action="version", version=f"shoal {version('shoal')}")
     subcommands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     server = subcommands.add_parser("replay-server", help="run the replay service as a process")
@@ -131,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batches", type=int, default=400, help="batches of 256 to sample")
     demo.set_defaults(run=commands.replay_demo)
 
-    train = subcommands.add_parser("train", help="train an agent")
+    train = subcommands.add_parser("train", help="train an agent", epilog=exit_codes.epilog(),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_config(train, "--actors", "--max-actors", "--autoscale", "--envs-per-actor",
                     "--total-env-steps", "--target-return", "--return-window",
                     "--replay-checkpoint-every", "--checkpoint-every", "--tls")
@@ -235,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = args.run(args)
     except UsageError as error:
         print(f"shoal: error: {error}", file=sys.stderr)
-        code = 2
+        code = exit_codes.USAGE
     sys.exit(code)
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shoal.launcher.exit_codes import train_exit_code
 from shoal.launcher.usage import UsageError, address, port, positive
 
 if TYPE_CHECKING:  # the run's modules import torch: only when a command runs
@@ -114,10 +115,10 @@ def train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     summary, interrupted = run(config, run_dir, launch, tls=tls, resume=args.resume,
                                started=STARTED)
-    print(summary.line(interrupted, config.run.return_window))
+    print(summary.line(interrupted, config.run.return_window, config.run.target_return))
     if args.json:
         print(json.dumps(dataclasses.asdict(summary)))
-    return 130 if interrupted else 0 if summary.reached else 1
+    return train_exit_code(summary.reached, config.run.target_return is not None, interrupted)
 
 
 def _given_tls(args: argparse.Namespace) -> Tls | None:

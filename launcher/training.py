@@ -53,10 +53,12 @@ class Summary:
     run_dir: str
     best_eval_return: float | None = None  # the best greedy evaluation's mean (best.pt)
 
-    def line(self, interrupted: bool, window: int) -> str:
+    def line(self, interrupted: bool, window: int, target: float | None = None) -> str:
         mean = "n/a" if self.mean_return is None else f"{self.mean_return:.1f}"
         verdict = ("reached the target" if self.reached else
-                   "interrupted" if interrupted else "stopped at the step budget")
+                   "interrupted" if interrupted else
+                   "stopped at the step budget" if target is None else
+                   f"stopped at the step budget short of the target {target:g}")
         best = ("" if self.best_eval_return is None
                 else f" (best greedy evaluation {self.best_eval_return:.1f})")
         return (f"{verdict}: mean return {mean} over the last {window} episodes{best}, "

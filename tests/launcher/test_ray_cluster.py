@@ -66,7 +66,7 @@ def test_train_joins_with_the_token_of_its_home_and_finishes_its_budget(idle, tm
     result = subprocess.run(command, capture_output=True, text=True, env=cluster.env(),
                             timeout=START + STOP)
     seconds = time.monotonic() - started
-    assert result.returncode == 1, result.stderr[-3000:]  # the budget ends it: no target
+    assert result.returncode == 0, result.stderr[-3000:]  # the budget ends it: no target
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["env_steps"] >= 4000 and summary["updates"] > 0, summary
     run_dir = Path(summary["run_dir"])

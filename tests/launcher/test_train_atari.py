@@ -29,7 +29,7 @@ def test_ppo_trains_on_atari_frames_end_to_end(tmp_path):
          "--total-env-steps", "2000", "--config", str(config),
          "--run-dir", str(tmp_path / "runs"), "--json"],
         capture_output=True, text=True, timeout=RUN_TO_BUDGET)
-    assert result.returncode == 1, result.stderr[-2000:]  # no target: the budget ends it
+    assert result.returncode == 0, result.stderr[-2000:]  # no target: the budget ends it
     assert "Traceback" not in result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["env_steps"] >= 2000 and summary["updates"] > 0, summary

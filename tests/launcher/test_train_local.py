@@ -68,7 +68,7 @@ def trained(tmp_path_factory):
 
 def test_dqn_learns_cartpole_beyond_random(trained):
     _, result, summary = trained
-    assert result.returncode == 1, result.stderr  # no target given: the budget ends it
+    assert result.returncode == 0, result.stderr  # no target given: the budget ends it
     assert set(summary) == {"reached", "mean_return", "env_steps", "updates",
                             "seconds_from_first_step", "seconds_total", "run_dir",
                             "best_eval_return"}
