@@ -75,9 +75,48 @@ def run_config(args: argparse.Namespace, **extra_flags: object) -> TrainConfig:
         if values is not None and not isinstance(values, dict):
             raise UsageError(f"--config: expected a mapping (the run configuration, or the "
                              f"algorithm's settings) in {args.config}")
-    flags = {flag: getattr(args, dest) for flag, dest in args.config_flags.items()
-             if getattr(args, dest) is not None}
-    return resolve(values, {**flags, **extra_flags}, preset=not args.no_preset)
+    return resolve(values, {**_given_flags(args), **extra_flags}, preset=not args.no_preset)
+
+
+def _given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {flag: getattr(args, dest) for flag, dest in args.config_flags.items()
+            if getattr(args, dest) is not None}
+
+
+def resumed_config(args: argparse.Namespace, **extra_flags: object) -> TrainConfig:
+    """The configuration of ``--resume RUN``: the run's own (``RUN/config.json``, as it was
+    resolved when it started), with the flags given now on top (a longer budget, more
+    actors). What the checkpoints could not continue is one UsageError: another algorithm
+    or env, a --config, or flags that change the replay table the checkpoint holds."""
+    from shoal.launcher.config import resolve
+    from shoal.launcher.run_dir import CONFIG
+
+    run = args.resume
+    if not (run / "learner" / "learner.pt").exists():
+        raise UsageError(f"--resume: no learner checkpoint in {run}")
+    try:
+        tree = json.loads((run / CONFIG).read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--resume: cannot read {run / CONFIG}: {error}") from None
+    if args.config is not None:
+        raise UsageError(f"--config: --resume continues the run with its own configuration "
+                         f"({run / CONFIG}); change single values with their flags")
+    flags = _given_flags(args)
+    for flag, key in (("--algo", "algo"), ("--env", "env")):
+        if flag in flags and flags.pop(flag) != tree.get(key):
+            raise UsageError(f"{flag}: the run in {run} trains {key} {tree.get(key)}; "
+                             f"--resume continues it as it was (leave {flag} out)")
+    algorithm = tree.get("algorithm", {})
+    if "env_steps_per_update" in algorithm:  # the rollout length follows the actors given now
+        algorithm.pop("rollout_length", None)
+    before = resolve(tree, {}, preset=False, check_learner=False).table
+    config = resolve(tree, {**flags, **extra_flags}, preset=False)
+    if (config.table.name, config.table.max_size, config.table.signature) != (
+            before.name, before.max_size, before.signature):
+        raise UsageError(f"{', '.join(flags)}: change the replay table the run's checkpoint "
+                         f"holds ({before.name!r}, {before.max_size:,} items of "
+                         f"{sorted(before.signature)}); --resume keeps it")
+    return dataclasses.replace(config, settings=f"the run's own ({run / CONFIG})")
 
 
 # ------------------------------------------------------------------------------ train
@@ -91,15 +130,15 @@ def train(args: argparse.Namespace) -> int:
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert/--tls-key: give both, or neither")
-    config = run_config(args, **({"--tls": True} if args.tls_cert is not None else {}))
+    tls_flag = {"--tls": True} if args.tls_cert is not None else {}
+    config = (resumed_config(args, **tls_flag) if args.resume is not None
+              else run_config(args, **tls_flag))
     if args.print_config:
         import yaml
 
         print(f"# settings: {config.settings}")
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
-    if args.resume is not None and not (args.resume / "learner" / "learner.pt").exists():
-        raise UsageError(f"--resume: no learner checkpoint in {args.resume}")
     given_tls = _given_tls(args)
     # the last check: after it, the run is created
     launch = _launch(args, config.run.max_actors, config.run.actors)

@@ -28,7 +28,7 @@ from shoal.launcher.cli import main
 from shoal.launcher.components import LearnerComponent, ReplayComponent, Wiring, _Background
 from shoal.launcher.exit_codes import TRAIN_EXIT_CODES
 from shoal.launcher.launch import LocalLaunch
-from shoal.launcher.run_dir import EventLog, read_events
+from shoal.launcher.run_dir import EventLog, read_events, write_config
 from shoal.learner.checkpoint import load_checkpoint
 from shoal.replay_service.config import table_from_dict
 from shoal.replay_service.table import Table
@@ -263,6 +263,48 @@ def test_train_help_lists_every_exit_code_and_the_readme_repeats_them(capsys):
 def test_version_names_the_installed_package(capsys):
     code, out, _ = run_in_process(capsys, "--version")
     assert code == 0 and out.strip() == f"shoal {version('shoal')}"
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def finished_run(tmp_path: Path, algo: str) -> Path:
+    """A run directory as ``shoal train`` leaves it, as far as --resume reads it before
+    anything starts: its config.json and a learner checkpoint."""
+    run = tmp_path / f"{algo}-run"
+    (run / "learner").mkdir(parents=True)
+    (run / "learner" / "learner.pt").write_bytes(b"")
+    write_config(run, run_config(algo).to_dict())
+    return run
+
+
+def test_resume_takes_the_runs_own_configuration_and_the_flags_given_now(capsys, tmp_path):
+    run = finished_run(tmp_path, "ppo")
+    code, out, _ = run_in_process(capsys, "train", "--resume", str(run),
+                                  "--total-env-steps", "5000", "--print-config")
+    assert code == 0
+    assert out.splitlines()[0] == f"# settings: the run's own ({run / 'config.json'})"
+    tree = yaml.safe_load(out)
+    assert (tree["algo"], tree["env"], tree["run"]["total_env_steps"]) == (
+        "ppo", "CartPole-v1", 5000)
+    assert tree["algorithm"] == json.loads((run / "config.json").read_text())["algorithm"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--algo", "dqn"], "--algo: the run in {run} trains algo ppo; --resume continues it as "
+                        "it was (leave --algo out)"),
+    (["--env", "Acrobot-v1"], "--env: the run in {run} trains env CartPole-v1"),
+    (["--config", "other.yaml"], "--config: --resume continues the run with its own "
+                                 "configuration"),
+    (["--envs-per-actor", "2"], "--envs-per-actor: change the replay table the run's "
+                                "checkpoint holds ('rollouts'"),
+])
+def test_resume_refuses_what_its_checkpoint_could_not_continue(capsys, tmp_path, extra,
+                                                               message):
+    run = finished_run(tmp_path, "ppo")
+    code, _, err = run_in_process(capsys, "train", "--resume", str(run), *extra)
+    assert code == 2
+    assert message.format(run=run) in one_error_line(err)
 
 
 def test_seed_must_be_a_numpy_seed(capsys):

@@ -156,7 +156,10 @@ def test_resume_continues_counters_and_weights(trained):
     run_dir = Path(summary["run_dir"])
     before = torch.load(run_dir / "learner" / "learner.pt", weights_only=False)
     best_before = torch.load(run_dir / "learner" / "best.pt", weights_only=False)
-    with live(tmp_path, "--resume", str(run_dir)) as run:
+    # the run's own configuration: no --algo, --env or --config again, a longer budget
+    command = [sys.executable, "-m", "shoal.launcher.cli", "train", "--resume", str(run_dir),
+               "--local", "--total-env-steps", "1000000000", "--json"]
+    with LiveTrain(tmp_path, command) as run:
         def resumed_life() -> list[dict]:
             """The events since the resumed run's start (the log is the first run's too)."""
             events = run.events()
