@@ -244,7 +244,8 @@ class LearnerComponent(_Placed):
             publish_every=algorithm.publish_every,
             max_policy_lag=config.collection.max_policy_lag,  # asynchronous when set
             checkpoint_dir=checkpoints, checkpoint_every=checkpoint_every,
-            counters=lambda: {"env_steps": self.env_steps}, evaluation=self.evaluation)
+            counters=lambda: {"env_steps": self.env_steps}, evaluation=self.evaluation,
+            run_config=config.to_dict())
         version = int(self.resumed.get("published_version", 0))
         if ports.restarted:
             # Actors hold weights the last life published after its checkpoint, and follow
@@ -267,7 +268,8 @@ class LearnerComponent(_Placed):
                                     config.env_spec, config.learner.eval_episodes,
                                     seed=config.seed + EVAL_SEED_OFFSET,
                                     normalize_observations=config.collection.normalize_observations)
-        return Evaluation(evaluator, every, checkpoints, env_steps=self.env_steps)
+        return Evaluation(evaluator, every, checkpoints, env_steps=self.env_steps,
+                          run_config=config.to_dict())
 
     def address(self) -> str:
         return self.parameters.address

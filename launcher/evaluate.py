@@ -35,8 +35,8 @@ class Played:
 
 def resolve_checkpoint(path: Path, latest: bool = False) -> tuple[Path, dict[str, Any]]:
     """A run directory or its learner/ folder -> its best.pt (learner.pt when it has none,
-    or with ``latest``); a file -> that file. Returns it and the run's configuration tree
-    as config.json holds it."""
+    or with ``latest``); a file -> that file. Returns it and the run's configuration tree:
+    the run directory's config.json, else the one the checkpoint carries."""
     if path.is_file():
         checkpoint: Path | None = path
     else:
@@ -47,9 +47,13 @@ def resolve_checkpoint(path: Path, latest: bool = False) -> tuple[Path, dict[str
         raise FileNotFoundError(f"CHECKPOINT: no learner checkpoint at {path}")
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "learner" else checkpoint.parent
     config_file = run_dir / CONFIG
-    if not config_file.exists():
-        raise FileNotFoundError(f"CHECKPOINT: no {CONFIG} in the run directory {run_dir}")
-    return checkpoint, json.loads(config_file.read_text())
+    if config_file.exists():
+        return checkpoint, json.loads(config_file.read_text())
+    carried = load_checkpoint(checkpoint).get("config")
+    if carried is None:
+        raise FileNotFoundError(f"CHECKPOINT: {checkpoint} carries no run configuration (it "
+                                f"predates checkpoints that do) and {run_dir} has no {CONFIG}")
+    return checkpoint, carried
 
 
 def evaluate(path: Path, episodes: int, seed: int = 12345, latest: bool = False) -> Played:

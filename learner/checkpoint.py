@@ -1,10 +1,13 @@
 """Learner checkpoints: model, optimizer, target network and counters, written atomically
 (a temp file renamed over ``learner.pt``), so a crash leaves the old one or the new one.
 ``best.pt`` beside it has the same layout: the state the best greedy evaluation so far
-played (``learner/evaluation.py``)."""
+played (``learner/evaluation.py``). Each also carries the run's configuration tree (what
+``shoal train --print-config`` prints), so ``shoal eval`` plays a checkpoint wherever it
+came from: a run directory, a hand-wired learner, a file copied elsewhere."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,13 @@ CHECKPOINT = "learner.pt"
 BEST = "best.pt"
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any], counters: dict[str, Any],
-                    name: str = CHECKPOINT) -> Path:
+def save_checkpoint(directory: Path, state: Mapping[str, Any], counters: Mapping[str, Any],
+                    name: str = CHECKPOINT, *,
+                    run_config: Mapping[str, Any] | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     with atomic_path(path) as scratch:
-        torch.save({"learner": state, "counters": counters}, scratch)
+        torch.save({"learner": state, "counters": counters, "config": run_config}, scratch)
     return path
 
 

@@ -91,12 +91,14 @@ class Evaluation:
     is done, and the multiples passed meanwhile are skipped."""
 
     def __init__(self, evaluate: Callable[[Weights, int], list[float]], every_env_steps: int,
-                 checkpoint_dir: Path | None = None, *, env_steps: int = 0) -> None:
+                 checkpoint_dir: Path | None = None, *, env_steps: int = 0,
+                 run_config: Mapping[str, Any] | None = None) -> None:
         if every_env_steps < 1:
             raise ValueError(f"every_env_steps: expected a positive count, got {every_env_steps}")
         self._evaluate = evaluate
         self.every_env_steps = every_env_steps
         self._checkpoint_dir = checkpoint_dir
+        self._run_config = run_config  # what best.pt carries, for shoal eval
         self._next = self._multiple_after(env_steps)
         self.best: float | None = read_best(checkpoint_dir)
         self.results: list[EvaluationResult] = []  # all of them, oldest first
@@ -161,7 +163,8 @@ class Evaluation:
                 save_checkpoint(self._checkpoint_dir, begun.state,
                                 {**begun.counters, "eval_return": result.mean_return,
                                  "eval_version": begun.version,
-                                 "eval_env_steps": begun.env_steps}, name=BEST)
+                                 "eval_env_steps": begun.env_steps}, name=BEST,
+                                run_config=self._run_config)
             with self._lock:
                 self.results.append(result)
                 self._unpolled.append(result)

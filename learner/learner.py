@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ class LearnerLoop:
         prefetch: int = 4,
         counters: Callable[[], dict[str, Any]] = dict,
         evaluation: Evaluation | None = None,
+        run_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.learner = learner
         self.stats = LearnerStats(updates=learner.updates)
@@ -93,6 +94,7 @@ class LearnerLoop:
         self._prefetch_depth = prefetch
         self._counters = counters  # run counters a checkpoint keeps (env steps, ...)
         self.evaluation = evaluation  # greedy evaluations of published versions, best.pt
+        self._run_config = run_config  # what each checkpoint carries, for shoal eval
         self.prefetcher: Prefetcher | None = None
         self.lag = LagHistogram()  # versions between an item's policy and the newest
         self.priority_error: str | None = None
@@ -230,7 +232,7 @@ class LearnerLoop:
         if self._checkpoint_dir is None:
             return None
         return save_checkpoint(self._checkpoint_dir, self.learner.state_dict(),
-                               self._checkpoint_counters())
+                               self._checkpoint_counters(), run_config=self._run_config)
 
     def _checkpoint_counters(self) -> dict[str, Any]:
         counters = {**self._counters(), "published_version": self.stats.published_version,

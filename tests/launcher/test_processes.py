@@ -117,6 +117,13 @@ def test_replay_server_learner_and_actor_as_plain_processes(tmp_path):
         learner.send_signal(signal.SIGTERM)
         assert learner.wait(timeout=STOP) == 0, (tmp_path / "learner.log").read_text()
         assert load_checkpoint(run_dir / "learner")["learner"]["updates"] > 0
+        # no config.json here (no shoal train wrote one): shoal eval plays the checkpoint
+        # from the configuration it carries
+        assert not (run_dir / "config.json").exists()
+        played = subprocess.run([*SHOAL, "eval", str(run_dir), "--latest", "--episodes", "2",
+                                 "--json"], capture_output=True, text=True, timeout=STOP)
+        assert played.returncode == 0, played.stderr[-3000:]
+        assert len(json.loads(played.stdout.strip().splitlines()[-1])["returns"]) == 2
     finally:
         for process, log in reversed(processes):
             if process.poll() is None:

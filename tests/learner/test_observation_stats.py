@@ -43,8 +43,10 @@ def test_reports_from_several_actors_merge_as_numpy_on_all_their_data():
         second.report(RunningStats.of(parts[1]))
         first.report(RunningStats.of(parts[2]))
         total = sum(len(part) for part in parts)
-        wait_until(lambda: parameters.observation_stats_now().count == total,
-                   what="every report merged")
+        # the learner merges a report before the actor's callback counts it as taken
+        wait_until(lambda: parameters.observation_stats_now().count == total
+                   and first.reported + second.reported == total,
+                   what="every report merged and acknowledged")
         merged = parameters.observation_stats_now()
     everything = np.concatenate(parts)
     np.testing.assert_allclose(merged.mean, everything.mean(axis=0), rtol=1e-12)
