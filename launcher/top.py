@@ -3,18 +3,22 @@ read from the /metrics endpoints its processes serve.
 
 Two scrapes a few seconds apart give rates (``Rates.between``); ``verdict`` names the side
 that bounds the run and what to change. The view is a rich live panel in a terminal and
-one plain line per interval otherwise.
+one plain line per interval otherwise. It follows the run as it changes: the targets file is
+read again for every view (``shoal scale`` and Ray's restarts rewrite it), and once the
+run's event log says it ended the view says so and ends.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.panel import Panel
 
 from shoal.launcher.rates import Rates, read_targets, scrape
+from shoal.launcher.run_dir import read_events
 
 WAITING_TOO_MUCH = 0.2   # the learner waiting this much of the time: collection bounds it
 BLOCKED_TOO_MUCH = 0.5   # actors blocked on insert this much: training bounds it
@@ -100,11 +104,47 @@ def newest_run(parent: Path) -> Path | None:
     return runs[-1].parent if runs else None
 
 
+def stopped(run_dir: Path) -> str | None:
+    """How the run ended, once its event log says it has (a summary or a failure after its
+    last start); None while it runs."""
+    path = run_dir / "events.jsonl"
+    events = read_events(path) if path.exists() else []
+    for event in reversed(events):
+        if event["event"] == "start":
+            return None
+        if event["event"] == "failed":
+            return f"run {run_dir.name} has stopped: it failed ({event['error']})"
+        if event["event"] == "summary":
+            how = ("it reached the target" if event["reached"] else
+                   "it was interrupted" if event.get("interrupted") else
+                   "its step budget ended it")
+            mean = event.get("mean_return")
+            return (f"run {run_dir.name} has stopped: {how} at {event['env_steps']:,} env "
+                    f"steps, mean return {'n/a' if mean is None else f'{mean:.1f}'}")
+    return None
+
+
+def follow(run_dir: Path, interval: float) -> Iterator[Rates | str]:
+    """The run's rates over each ``interval``, scraped from the processes its targets file
+    lists at that moment; last, once the run has ended, how it ended."""
+    ended = stopped(run_dir)
+    if ended is not None:
+        yield ended
+        return
+    before, then = scrape(read_targets(run_dir)), time.monotonic()
+    while True:
+        time.sleep(interval)
+        ended = stopped(run_dir)
+        if ended is not None:
+            yield ended
+            return
+        after, now = scrape(read_targets(run_dir)), time.monotonic()
+        yield Rates.between(before, after, now - then)
+        before, then = after, now
+
+
 def view(run_dir: Path, interval: float = 2.0, iterations: int | None = None) -> None:
-    """Scrape every ``interval`` seconds and show the rates, until Ctrl-C or
-    ``iterations`` views."""
-    targets = read_targets(run_dir)
-    before, then = scrape(targets), time.monotonic()
+    """Show ``follow``'s rates until the run ends, Ctrl-C or ``iterations`` views."""
     live = None
     if sys.stdout.isatty():
         from rich.live import Live
@@ -112,16 +152,18 @@ def view(run_dir: Path, interval: float = 2.0, iterations: int | None = None) ->
         live = Live(auto_refresh=False)
         live.start()
     try:
-        shown = 0
-        while iterations is None or shown < iterations:
-            time.sleep(interval)
-            after, now = scrape(targets), time.monotonic()
-            rates = Rates.between(before, after, now - then)
-            if live is not None:
+        for shown, rates in enumerate(follow(run_dir, interval)):
+            if iterations is not None and shown >= iterations:
+                break
+            if isinstance(rates, str):
+                if live is not None:
+                    live.update(Panel(rates, title=f"shoal top  {run_dir.name}"), refresh=True)
+                else:
+                    print(rates, flush=True)
+            elif live is not None:
                 live.update(panel(rates, f"shoal top  {run_dir.name}"), refresh=True)
             else:
                 print(line(rates), flush=True)
-            before, then, shown = after, now, shown + 1
     finally:
         if live is not None:
             live.stop()

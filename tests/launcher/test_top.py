@@ -11,9 +11,12 @@ import sys
 import time
 
 import pytest
+from prometheus_client.core import CounterMetricFamily
 
 from shoal.launcher.rates import Rates
-from shoal.launcher.top import line, verdict
+from shoal.launcher.run_dir import EventLog, write_prometheus_targets
+from shoal.launcher.top import follow, line, verdict
+from shoal.protos.exposition import MetricsServer
 
 from ..conftest import wait_until
 from .live import LIVE_TEST_TIMEOUT, START, STOP
@@ -91,6 +94,49 @@ def exit_code_reading(fd: int, process: subprocess.Popen, timeout: float) -> int
             except OSError:  # the process closed the terminal
                 break
     return process.wait(timeout=max(1.0, deadline - time.monotonic()))
+
+
+class Stepping:
+    """An actor's /metrics whose env-step counter grows by ``per_scrape`` at each scrape."""
+
+    def __init__(self, per_scrape: float) -> None:
+        self.per_scrape, self.steps = per_scrape, 0.0
+
+    def collect(self):
+        self.steps += self.per_scrape
+        yield CounterMetricFamily("shoal_actor_env_steps", "env steps", value=self.steps)
+
+
+def test_top_follows_the_targets_as_scale_rewrites_them_and_says_when_the_run_ended(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with EventLog(run_dir / "events.jsonl") as events:
+        events.write("start")
+    first, second = MetricsServer(Stepping(100)), MetricsServer(Stepping(1))
+    try:
+        write_prometheus_targets(run_dir, "run", {"actor-0": first.address})
+        views = follow(run_dir, interval=0.01)
+        assert sorted(next(views).env_steps_per_s) == ["actor-0"]
+        # shoal scale 1 -> 2 rewrites the targets file: the next views scrape actor-1 too
+        write_prometheus_targets(run_dir, "run", {"actor-0": first.address,
+                                                  "actor-1": second.address})
+        next(views)  # actor-1's first scrape: no interval to rate yet
+        rates = next(views)
+        assert sorted(rates.env_steps_per_s) == ["actor-0", "actor-1"]
+        assert rates.env_steps_per_s["actor-1"] > 0
+        with EventLog(run_dir / "events.jsonl") as events:
+            events.write("summary", reached=False, interrupted=False, env_steps=12_345,
+                         mean_return=81.4)
+        assert next(views) == ("run run has stopped: its step budget ended it at 12,345 "
+                               "env steps, mean return 81.4")
+        assert next(views, None) is None  # and the view ends
+        # a finished run's view is that line alone, with no scrape of processes long gone
+        assert list(follow(run_dir, interval=0.01)) == [
+            "run run has stopped: its step budget ended it at 12,345 env steps, mean return "
+            "81.4"]
+    finally:
+        first.close()
+        second.close()
 
 
 @pytest.mark.timeout(LIVE_TEST_TIMEOUT)
