@@ -378,8 +378,9 @@ def scale(args: argparse.Namespace) -> int:
                                  f"(it ended?)") from None
             raise UsageError(error.details()) from None
     removed = ("" if response.actors >= response.previous else
-               f"; removed actors handed {response.removed_items_sent:,} items to their "
-               f"writers, {response.removed_items_stored:,} stored")
+               f"; the removed actors' writers flushed {response.removed_items_flushed:,} "
+               f"items on leaving (over their lives: {response.removed_items_sent:,} sent, "
+               f"{response.removed_items_stored:,} stored)")
     pending = ("" if not response.pending_actors else
                f" ({response.pending_actors} pending: not started by Ray yet, starting "
                f"or waiting for a free CPU; each trains once Ray places it)")

@@ -77,6 +77,7 @@ class _Servicer(control_pb2_grpc.RunControlServicer):
             previous=result.previous, actors=result.actors,
             removed_items_sent=result.removed_items_sent,
             removed_items_stored=result.removed_items_stored,
+            removed_items_flushed=result.removed_items_flushed,
             pending_actors=result.pending_actors)
 
     def Status(self, request: control_pb2.StatusRequest,

@@ -34,8 +34,9 @@ class ScalingRefused(Exception):
 class ScaleResult:
     previous: int
     actors: int
-    removed_items_sent: int = 0    # by the actors removed: handed to their writers
+    removed_items_sent: int = 0    # by the actors removed, over their lives: handed to writers
     removed_items_stored: int = 0  # and acknowledged as stored by the replay service
+    removed_items_flushed: int = 0  # of those, acknowledged while the removal flushed them
     pending_actors: int = 0        # of ``actors``: not started by Ray yet
 
 
@@ -97,15 +98,18 @@ class ActorFleet:
         if count > len(self.handles):
             self._add(count)
             self._promote_ready()
-        for final in self._remove(sorted(self.handles, reverse=True)[:len(self.handles) - count]):
+        removed = self._remove(sorted(self.handles, reverse=True)[:len(self.handles) - count])
+        for before, final in removed:
             result.removed_items_sent += final["items_sent"]
             result.removed_items_stored += final["items_stored"]
+            result.removed_items_flushed += final["items_stored"] - before["items_stored"]
         self._on_metrics_change()
         result.pending_actors = self.pending
         self._events.write("scale", previous=result.previous, actors=count,
                            pending_actors=result.pending_actors,
                            removed_items_sent=result.removed_items_sent,
-                           removed_items_stored=result.removed_items_stored)
+                           removed_items_stored=result.removed_items_stored,
+                           removed_items_flushed=result.removed_items_flushed)
         return result
 
     def poll(self) -> FleetPoll:
@@ -168,9 +172,10 @@ class ActorFleet:
                                                             "metrics_address")
         del self._pending[index]
 
-    def _remove(self, indices: list[int]) -> list[dict[str, Any]]:
+    def _remove(self, indices: list[int]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Stops actors ``indices`` (all at once: each waits for its writer's flush) and
-        returns their final polls. One Ray has not started yet is killed: it sent nothing."""
+        returns each one's polls just before the stop and after it (its last). One Ray has
+        not started yet is killed: it sent nothing."""
         never_started = [index for index in indices if index in self._pending
                          and not self._launch.is_ready(self._pending[index])]
         for index in never_started:
@@ -181,16 +186,18 @@ class ActorFleet:
             if index in self._pending:  # started since the last poll
                 self._ready(index)
             del self.handles[index]
+        befores = self._launch.call_all(list(leaving.values()), "poll")
         self._launch.call_all(list(leaving.values()), "stop")
         finals = self._launch.call_all(list(leaving.values()), "poll")
-        for (index, handle), final in zip(leaving.items(), finals, strict=True):
+        for (index, handle), before, final in zip(leaving.items(), befores, finals, strict=True):
             self._launch.kill(handle)
             self._record_life(index, final)
             self._finished_steps += self._life_steps.pop(index)
             self._lives.forget(f"actor-{index}")
-            self._departed_episodes += [Episode(**episode) for episode in final["episodes"]]
+            self._departed_episodes += [Episode(**episode)
+                                        for episode in (*before["episodes"], *final["episodes"])]
             del self._metrics[f"actor-{index}"]
-        return finals
+        return list(zip(befores, finals, strict=True))
 
     def _record_life(self, index: int, poll: dict[str, Any]) -> int | None:
         """Records ``poll`` as the latest of actor ``index``'s current life. When it is a

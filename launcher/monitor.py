@@ -17,7 +17,7 @@ from shoal.launcher import top
 from shoal.launcher.autoscale import Autoscaler
 from shoal.launcher.config import RunConfig
 from shoal.launcher.control import ScaleRequests
-from shoal.launcher.fleet import ActorFleet
+from shoal.launcher.fleet import ActorFleet, ScaleResult
 from shoal.launcher.launch import Handle
 from shoal.launcher.lives import Lives
 from shoal.launcher.rates import Rates, Samples, scrape
@@ -74,6 +74,34 @@ class Progress:
     @property
     def over(self) -> bool:
         return self.reached or self.env_steps >= self.run.total_env_steps
+
+    def headline(self, actors: int, steps_per_s: float, updates_per_s: float,
+                 now: float | None = None) -> str:
+        """The progress line: env steps against the budget with an ETA at this life's mean
+        rate since its first env step, the rates of the last interval, the actor count and
+        the one training return (the mean of the target's window)."""
+        now = time.time() if now is None else now
+        budget = self.run.total_env_steps
+        line = f"env steps {self.env_steps:,} of {budget:,} ({self.env_steps / budget:.0%}"
+        this_life = self.env_steps - self.env_steps_before
+        if self.first_step_time is not None and this_life > 0 and now > self.first_step_time:
+            left = max(0, budget - self.env_steps) / (this_life / (now - self.first_step_time))
+            line += f", ETA {_duration(left)}"
+        mean = "-" if self.mean_return is None else f"{self.mean_return:.1f}"
+        line += (f")  {steps_per_s:,.0f}/s  updates {self.updates:,} ({updates_per_s:,.0f}/s)"
+                 f"  actors {actors}  mean return {mean}")
+        if self.eval_return is not None:
+            line += f"  eval {self.eval_return:.1f}"
+        return line
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
 class RunMonitor:
@@ -139,7 +167,7 @@ class RunMonitor:
             while True:
                 time.sleep(interval)
                 if self._scale_requests is not None:
-                    self._scale_requests.apply_pending(self._fleet.scale_to)
+                    self._scale_requests.apply_pending(self._scale)
                 learner = self.poll()
                 now = time.monotonic()
                 if now - last_report >= report_every:
@@ -149,12 +177,7 @@ class RunMonitor:
                     rates, scraped = self._rates(scraped, elapsed)
                     self._log_throughput(learner, steps_per_s, updates_per_s, rates)
                     self._autoscale(now, scraped)
-                    mean = "-" if progress.mean_return is None else f"{progress.mean_return:.1f}"
-                    headline = (f"env steps {progress.env_steps:,} ({steps_per_s:,.0f}/s)  "
-                                f"updates {progress.updates:,} ({updates_per_s:,.0f}/s)  "
-                                f"mean return {mean}")
-                    if progress.eval_return is not None:
-                        headline += f"  eval {progress.eval_return:.1f}"
+                    headline = progress.headline(len(self._fleet), steps_per_s, updates_per_s)
                     if live is not None:
                         live.update(top.compact(headline, rates), refresh=True)
                     else:
@@ -169,6 +192,14 @@ class RunMonitor:
         finally:
             if live is not None:
                 live.stop()
+
+    def _scale(self, actors: int) -> ScaleResult:
+        """A ``shoal scale`` request, said on the console as it is applied."""
+        result = self._fleet.scale_to(actors)
+        print(f"scale: actors {result.previous} -> {result.actors} (shoal scale)"
+              + (f"; {result.pending_actors} waiting for Ray to place them"
+                 if result.pending_actors else ""), file=sys.stderr, flush=True)
+        return result
 
     def _autoscale(self, now: float, scraped: Samples) -> None:
         if self._autoscaler is None or self._fleet.pending:

@@ -30,8 +30,10 @@ def verdict(rates: Rates) -> str:
         return (f"collection is the bottleneck: the learner waits {rates.learner_waiting:.0%} "
                 "of the time for data; add actors")
     if rates.actors_blocked >= BLOCKED_TOO_MUCH:
+        advice = ("fewer actors would do as much" if len(rates.env_steps_per_s) > 1 else
+                  "with one actor, only a faster learner (a GPU) would go faster")
         return (f"training is the bottleneck: actors wait {rates.actors_blocked:.0%} of the "
-                "time for the learner; fewer actors would do as much")
+                f"time for the learner; {advice}")
     return "balanced: the learner is busy and actors are rarely held back"
 
 
@@ -86,9 +88,9 @@ def compact(headline: str, rates: Rates | None) -> Panel:
     if rates is None:
         return Panel(headline, title="shoal train")
     table = Table(show_header=False, box=None, pad_edge=False)
+    # no return here: the headline's mean return is the one the target is about
     table.add_row("actors", f"{_number(rates.env_steps_per_s_total)} env steps/s",
-                  f"blocked {rates.actors_blocked:.0%}",
-                  f"return {_number(rates.recent_return, '.1f')}")
+                  f"blocked {rates.actors_blocked:.0%}", "")
     table.add_row("replay", f"{_number(rates.inserts_per_s)} inserts/s",
                   f"{_number(rates.samples_per_s)} samples/s",
                   f"{_number(rates.samples_per_insert, '.1f')} per insert")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashoal/protos/control.proto\x12\rshoal.control\"\x1e\n\x0cScaleRequest\x12\x0e\n\x06\x61\x63tors\x18\x01 \x01(\x05\"\x83\x01\n\rScaleResponse\x12\x10\n\x08previous\x18\x01 \x01(\x05\x12\x0e\n\x06\x61\x63tors\x18\x02 \x01(\x05\x12\x1a\n\x12removed_items_sent\x18\x03 \x01(\x03\x12\x1c\n\x14removed_items_stored\x18\x04 \x01(\x03\x12\x16\n\x0epending_actors\x18\x05 \x01(\x05\"\x0f\n\rStatusRequest\"\\\n\x0eStatusResponse\x12\x0e\n\x06\x61\x63tors\x18\x01 \x01(\x05\x12\x11\n\tenv_steps\x18\x02 \x01(\x03\x12\x0f\n\x07updates\x18\x03 \x01(\x03\x12\x16\n\x0epending_actors\x18\x04 \x01(\x05\x32\x97\x01\n\nRunControl\x12\x42\n\x05Scale\x12\x1b.shoal.control.ScaleRequest\x1a\x1c.shoal.control.ScaleResponse\x12\x45\n\x06Status\x12\x1c.shoal.control.StatusRequest\x1a\x1d.shoal.control.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashoal/protos/control.proto\x12\rshoal.control\"\x1e\n\x0cScaleRequest\x12\x0e\n\x06\x61\x63tors\x18\x01 \x01(\x05\"\xa2\x01\n\rScaleResponse\x12\x10\n\x08previous\x18\x01 \x01(\x05\x12\x0e\n\x06\x61\x63tors\x18\x02 \x01(\x05\x12\x1a\n\x12removed_items_sent\x18\x03 \x01(\x03\x12\x1c\n\x14removed_items_stored\x18\x04 \x01(\x03\x12\x16\n\x0epending_actors\x18\x05 \x01(\x05\x12\x1d\n\x15removed_items_flushed\x18\x06 \x01(\x03\"\x0f\n\rStatusRequest\"\\\n\x0eStatusResponse\x12\x0e\n\x06\x61\x63tors\x18\x01 \x01(\x05\x12\x11\n\tenv_steps\x18\x02 \x01(\x03\x12\x0f\n\x07updates\x18\x03 \x01(\x03\x12\x16\n\x0epending_actors\x18\x04 \x01(\x05\x32\x97\x01\n\nRunControl\x12\x42\n\x05Scale\x12\x1b.shoal.control.ScaleRequest\x1a\x1c.shoal.control.ScaleResponse\x12\x45\n\x06Status\x12\x1c.shoal.control.StatusRequest\x1a\x1d.shoal.control.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCALEREQUEST']._serialized_start=45
   _globals['_SCALEREQUEST']._serialized_end=75
   _globals['_SCALERESPONSE']._serialized_start=78
-  _globals['_SCALERESPONSE']._serialized_end=209
-  _globals['_STATUSREQUEST']._serialized_start=211
-  _globals['_STATUSREQUEST']._serialized_end=226
-  _globals['_STATUSRESPONSE']._serialized_start=228
-  _globals['_STATUSRESPONSE']._serialized_end=320
-  _globals['_RUNCONTROL']._serialized_start=323
-  _globals['_RUNCONTROL']._serialized_end=474
+  _globals['_SCALERESPONSE']._serialized_end=240
+  _globals['_STATUSREQUEST']._serialized_start=242
+  _globals['_STATUSREQUEST']._serialized_end=257
+  _globals['_STATUSRESPONSE']._serialized_start=259
+  _globals['_STATUSRESPONSE']._serialized_end=351
+  _globals['_RUNCONTROL']._serialized_start=354
+  _globals['_RUNCONTROL']._serialized_end=505
 # @@protoc_insertion_point(module_scope)

@@ -11,18 +11,20 @@ class ScaleRequest(_message.Message):
     def __init__(self, actors: _Optional[int] = ...) -> None: ...
 
 class ScaleResponse(_message.Message):
-    __slots__ = ("previous", "actors", "removed_items_sent", "removed_items_stored", "pending_actors")
+    __slots__ = ("previous", "actors", "removed_items_sent", "removed_items_stored", "pending_actors", "removed_items_flushed")
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
     ACTORS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_ITEMS_SENT_FIELD_NUMBER: _ClassVar[int]
     REMOVED_ITEMS_STORED_FIELD_NUMBER: _ClassVar[int]
     PENDING_ACTORS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_ITEMS_FLUSHED_FIELD_NUMBER: _ClassVar[int]
     previous: int
     actors: int
     removed_items_sent: int
     removed_items_stored: int
     pending_actors: int
-    def __init__(self, previous: _Optional[int] = ..., actors: _Optional[int] = ..., removed_items_sent: _Optional[int] = ..., removed_items_stored: _Optional[int] = ..., pending_actors: _Optional[int] = ...) -> None: ...
+    removed_items_flushed: int
+    def __init__(self, previous: _Optional[int] = ..., actors: _Optional[int] = ..., removed_items_sent: _Optional[int] = ..., removed_items_stored: _Optional[int] = ..., pending_actors: _Optional[int] = ..., removed_items_flushed: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()

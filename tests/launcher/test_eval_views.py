@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from shoal.launcher.config import RunConfig
 from shoal.launcher.config_help import field_docs
 from shoal.launcher.evaluate import resolve_checkpoint
-from shoal.launcher.monitor import RunMonitor
+from shoal.launcher.monitor import Progress, RunMonitor
 from shoal.launcher.plot import learning_figure, read_curves
 from shoal.launcher.rates import Rates
 from shoal.launcher.run_dir import EventLog, read_events
@@ -42,6 +43,20 @@ def test_the_settings_are_checked_and_documented():
 
 
 # ------------------------------------------------------------------------- monitor
+
+
+def test_the_progress_line_shows_the_budget_an_eta_the_actors_and_one_return(tmp_path):
+    with EventLog(tmp_path / "events.jsonl") as events:
+        progress = Progress(RunConfig(total_env_steps=100_000, return_window=2), events)
+        # resumed at 10,000; 15,000 more in this life's first 100 s: 150/s, 75,000 to go
+        progress.env_steps_before, progress.env_steps = 10_000, 25_000
+        progress.first_step_time, progress.updates = 1_000.0, 2_000
+        progress.returns.extend([90.0, 99.0])
+        shown = progress.headline(actors=3, steps_per_s=140.0, updates_per_s=20.0,
+                                  now=1_100.0)
+    assert shown == ("env steps 25,000 of 100,000 (25%, ETA 8m 20s)  140/s  updates 2,000 "
+                     "(20/s)  actors 3  mean return 94.5")
+    assert "return" not in shown.replace("mean return", "")  # one return, not two
 
 
 RESULT = {"env_steps": 20_000, "updates": 570, "version": 57, "mean_return": 312.4,

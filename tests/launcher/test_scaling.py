@@ -95,6 +95,8 @@ def test_fleet_adds_and_removes_actors_and_loses_nothing(run):
     # What the removed actors handed their writers, the replay service acknowledged.
     assert shrunk.removed_items_sent > 0
     assert shrunk.removed_items_stored == shrunk.removed_items_sent
+    # the flush is part of that: what was in flight when they were asked to leave
+    assert 0 <= shrunk.removed_items_flushed <= shrunk.removed_items_stored
     assert all(handle.done() for handle in removed)
     # Their steps still count, and the one left keeps collecting.
     after = fleet.poll().env_steps

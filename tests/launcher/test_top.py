@@ -65,6 +65,9 @@ def test_verdict_names_the_side_that_bounds_the_run(wait, blocked, expected):
                           samples(100, 100, 800, 10, 1.0, wait, blocked), seconds=2.0)
     assert verdict(rates).startswith(expected)
     assert expected in line(rates)
+    if expected.startswith("training"):  # one actor: fewer is no advice
+        assert verdict(rates).endswith("with one actor, only a faster learner (a GPU) would "
+                                       "go faster")
 
 
 def read_until(fd: int, pattern: re.Pattern, timeout: float) -> str:

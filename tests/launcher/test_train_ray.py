@@ -46,6 +46,7 @@ def test_train_on_local_ray_survives_a_killed_actor_and_scales(tmp_path):
         # Ray starts the third one in the background: pending, it may be, for a moment.
         assert re.match(r"actors 2 -> 3( \(1 pending[^)]*\))? at ", grown.stdout), grown.stdout
         run.wait_for(lambda: len(actor_pids()) == 3, CONDITION, "a third actor process")
+        assert "scale: actors 2 -> 3 (shoal scale)" in run.stderr  # said on the run's console
         run.wait_for(lambda: len(json.loads(targets.read_text())) == 6, CONDITION,
                      "the third actor's /metrics in the targets")
 
@@ -54,11 +55,11 @@ def test_train_on_local_ray_survives_a_killed_actor_and_scales(tmp_path):
                      "actor-1 and actor-2 to send items")
         shrunk = shoal("scale", str(run_dir), "--actors", "1", timeout=SCALE)
         assert shrunk.returncode == 0, shrunk.stderr
-        counts = re.search(r"handed ([\d,]+) items to their writers, ([\d,]+) stored",
-                           shrunk.stdout)
+        counts = re.search(r"flushed ([\d,]+) items on leaving \(over their lives: ([\d,]+) "
+                           r"sent, ([\d,]+) stored\)", shrunk.stdout)
         assert counts is not None, shrunk.stdout
-        sent, stored = counts.groups()
-        assert sent == stored and int(sent.replace(",", "")) > 0
+        flushed, sent, stored = (int(count.replace(",", "")) for count in counts.groups())
+        assert sent == stored > 0 and 0 <= flushed <= stored
         run.wait_for(lambda: len(actor_pids()) == 1, CONDITION, "two actors to leave")
         assert sorted(t["labels"]["shoal_instance"] for t in json.loads(targets.read_text())) == [
             "actor-0", "launcher", "learner", "replay"]
