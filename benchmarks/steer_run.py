@@ -143,7 +143,7 @@ def run_autoscale(scenario: str, seconds: float) -> dict[str, Any]:
         finally:
             live_run.terminate(process, STOP_GRACE)
         lines = live_run.read_events(run_dir)
-    decisions = [e for e in lines if e["event"] == "autoscale"]
+    decisions = [e for e in lines if e["event"] == "autoscale" and e.get("changed", True)]
     edges = [started, *(d["time"] for d in decisions), time.time()]
     first = next(e for e in lines if e["event"] == "start")["settings"]["run"]["actors"]
     counts = [first, *(d["actors"] for d in decisions)]

@@ -6,7 +6,9 @@ so the count only decides which side waits: with too few actors the learner wait
 batches (add one), with too many the actors sit blocked on insert (remove one). Each
 decision looks at one window of rates (``Rates.between`` two scrapes), and a change is
 followed by a settling time before the next window opens, so new actors' start-up and the
-table's catching up do not count as the new count's figures.
+table's catching up do not count as the new count's figures. Every window ends in a
+Decision, a kept count included, with its figures and the reason: the run logs each one
+and says it on the console, so a count that does not move says why.
 """
 
 from __future__ import annotations
@@ -40,15 +42,19 @@ class AutoscaleRange:
 @dataclass(frozen=True)
 class Decision:
     previous: int
-    actors: int
+    actors: int   # == previous: the count is kept, for ``reason``
     reason: str
     figures: dict[str, Any]
 
+    @property
+    def changed(self) -> bool:
+        return self.actors != self.previous
+
 
 class Autoscaler:
-    """Feed it every scrape (``observe``); it answers with a Decision when the count should
-    change. ``busy_target``: the learner's share of time in updates it aims for;
-    ``blocked_limit``: the actors' share of time blocked on insert that means too many."""
+    """Feed it every scrape (``observe``); it answers with a Decision when a window ends.
+    ``busy_target``: the learner's share of time in updates it aims for; ``blocked_limit``:
+    the actors' share of time blocked on insert that means too many."""
 
     def __init__(self, bounds: AutoscaleRange, *, busy_target: float = 0.9,
                  blocked_limit: float = 0.5, window_seconds: float = 10.0,
@@ -73,13 +79,13 @@ class Autoscaler:
             return None
         self._window_start = (now, samples)
         decision = self.decide(Rates.between(before, samples, now - started), actors)
-        if decision is not None:
+        if decision.changed:
             self.decisions["up" if decision.actors > decision.previous else "down"] += 1
             self._window_start = None
             self._quiet_until = now + self.settle_seconds
         return decision
 
-    def decide(self, rates: Rates, actors: int) -> Decision | None:
+    def decide(self, rates: Rates, actors: int) -> Decision:
         """The rule, on one window's rates."""
         waiting_limit = 1.0 - self.busy_target
         figures = {"learner_busy": round(rates.learner_busy, 3),
@@ -92,15 +98,23 @@ class Autoscaler:
                    "window_seconds": round(rates.seconds, 1)}
         starved = (rates.learner_busy < self.busy_target
                    and rates.learner_waiting > waiting_limit)
-        if starved and rates.actors_blocked < self.blocked_limit and actors < self.bounds.high:
-            return Decision(actors, actors + 1,
-                            f"the learner waited {rates.learner_waiting:.0%} of the time for "
-                            f"data (busy {rates.learner_busy:.0%} < {self.busy_target:.0%})",
-                            figures)
-        if (rates.actors_blocked >= self.blocked_limit
-                and rates.learner_waiting <= waiting_limit and actors > self.bounds.low):
-            return Decision(actors, actors - 1,
-                            f"actors sat blocked on insert {rates.actors_blocked:.0%} of the "
-                            f"time while the learner waited {rates.learner_waiting:.0%}",
-                            figures)
-        return None
+        crowded = (rates.actors_blocked >= self.blocked_limit
+                   and rates.learner_waiting <= waiting_limit)
+        waited = (f"the learner waited {rates.learner_waiting:.0%} of the time for data (busy "
+                  f"{rates.learner_busy:.0%} < {self.busy_target:.0%})")
+        blocked = (f"actors sat blocked on insert {rates.actors_blocked:.0%} of the time while "
+                   f"the learner waited {rates.learner_waiting:.0%}")
+        if starved and rates.actors_blocked < self.blocked_limit:
+            if actors < self.bounds.high:
+                return Decision(actors, actors + 1, waited, figures)
+            return Decision(actors, actors, f"{waited}, but {actors} is MAX", figures)
+        if crowded:
+            if actors > self.bounds.low:
+                return Decision(actors, actors - 1, blocked, figures)
+            return Decision(actors, actors, f"{blocked}, but {actors} is MIN", figures)
+        if starved:  # and blocked: round trips hold both sides, not the count
+            return Decision(actors, actors, f"both sides wait (learner "
+                            f"{rates.learner_waiting:.0%}, actors {rates.actors_blocked:.0%}): "
+                            f"the count is not what holds them", figures)
+        return Decision(actors, actors, f"balanced: learner busy {rates.learner_busy:.0%}, "
+                        f"actors blocked {rates.actors_blocked:.0%}", figures)

@@ -205,13 +205,16 @@ class RunMonitor:
         if self._autoscaler is None or self._fleet.pending:
             return  # an actor Ray has not started yet would add to nothing it measures
         decision = self._autoscaler.observe(now, scraped, len(self._fleet))
-        if decision is None:
+        if decision is None:  # a window still open, or settling after a change
             return
         self._events.write("autoscale", previous=decision.previous, actors=decision.actors,
-                           reason=decision.reason, **decision.figures)
-        print(f"autoscale: actors {decision.previous} -> {decision.actors}: {decision.reason}",
-              file=sys.stderr, flush=True)
-        self._fleet.scale_to(decision.actors)
+                           changed=decision.changed, reason=decision.reason,
+                           **decision.figures)
+        change = (f"actors {decision.previous} -> {decision.actors}" if decision.changed
+                  else f"keeping {decision.actors} actors")
+        print(f"autoscale: {change}: {decision.reason}", file=sys.stderr, flush=True)
+        if decision.changed:
+            self._fleet.scale_to(decision.actors)
 
     def _rates(self, before: Samples, seconds: float) -> tuple[Rates | None,
                                                                    Samples]:

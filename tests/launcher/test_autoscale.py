@@ -27,23 +27,21 @@ def samples(seconds: float, busy: float, waiting: float, blocked: float) -> dict
             ("shoal_actor_env_steps_total", "actor-0"): 1000.0 * seconds}
 
 
-@pytest.mark.parametrize(("busy", "waiting", "blocked", "actors", "expected"), [
-    (0.5, 0.45, 0.0, 2, 3),    # the learner starves: one more actor
-    (0.5, 0.45, 0.0, 4, None),  # ... but not past MAX
-    (0.95, 0.02, 0.8, 3, 2),   # actors queue for a busy learner: one fewer
-    (0.95, 0.02, 0.8, 1, None),  # ... but not below MIN
-    (0.93, 0.05, 0.1, 2, None),  # balanced
-    (0.5, 0.45, 0.7, 2, None),   # both wait (round trips, not the count): hold
+@pytest.mark.parametrize(("busy", "waiting", "blocked", "actors", "expected", "why"), [
+    (0.5, 0.45, 0.0, 2, 3, "the learner waited 45%"),    # the learner starves: one more
+    (0.5, 0.45, 0.0, 4, 4, "but 4 is MAX"),              # ... but not past MAX
+    (0.95, 0.02, 0.8, 3, 2, "actors sat blocked on insert 80%"),  # actors queue: one fewer
+    (0.95, 0.02, 0.8, 1, 1, "but 1 is MIN"),             # ... but not below MIN
+    (0.93, 0.05, 0.1, 2, 2, "balanced"),
+    (0.5, 0.45, 0.7, 2, 2, "both sides wait"),           # round trips, not the count: hold
 ])
-def test_rule(busy, waiting, blocked, actors, expected):
+def test_rule_decides_every_window_and_says_why(busy, waiting, blocked, actors, expected, why):
     decision = Autoscaler(AutoscaleRange(1, 4)).decide(rates(busy, waiting, blocked), actors)
-    if expected is None:
-        assert decision is None
-    else:
-        assert decision is not None and (decision.previous, decision.actors) == (actors, expected)
-        assert decision.figures["learner_busy"] == busy
-        assert decision.figures["actors_blocked"] == blocked
-        assert decision.reason
+    assert (decision.previous, decision.actors) == (actors, expected)
+    assert decision.changed == (expected != actors)
+    assert why in decision.reason
+    assert decision.figures["learner_busy"] == busy
+    assert decision.figures["actors_blocked"] == blocked
 
 
 def test_decides_once_per_window_and_settles_after_a_change():
