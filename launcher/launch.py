@@ -98,9 +98,12 @@ class RayLaunch:
             except ConnectionError as error:  # e.g. "auto" with no cluster on this machine
                 raise ClusterRefused(" ".join(str(error).split())) from None
         else:  # a Ray of our own ("local": never one that runs on this machine already);
-            # one logical CPU per component: they share this machine's cores anyway
+            # one logical CPU per component: they share this machine's cores anyway. Token
+            # authentication stays on; ERROR while it starts keeps its three start-up lines
+            # (token auth enabled, a token saved, a local instance started) off the console
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, max_actors + 2),
-                     include_dashboard=False, log_to_driver=False)
+                     include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            logging.getLogger("ray").setLevel(logging.WARNING)  # later warnings do matter
         if on_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_sigterm)
         nodes = [node for node in ray.nodes() if node["Alive"]]

@@ -30,6 +30,9 @@ def test_train_on_local_ray_survives_a_killed_actor_and_scales(tmp_path):
 
         run.wait_training()
         run_dir = run.run_dir()
+        # the local Ray starts quietly: its token auth stays on, its start-up lines do not show
+        assert "Token authentication is enabled" not in run.stderr, run.stderr[-2000:]
+        assert "Started a local Ray instance" not in run.stderr, run.stderr[-2000:]
         run.wait_for(lambda: len(actor_pids()) == 2, CONDITION, "two actor processes")
         targets = run_dir / "prometheus_targets.json"
         before = json.loads(targets.read_text())
