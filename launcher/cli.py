@@ -213,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--count", type=int, help="stop after this many views")
     top.set_defaults(run=commands.top)
 
+    prometheus = subcommands.add_parser(
+        "prometheus-config", help="print a Prometheus config that scrapes every run under "
+                                  "the given run directories' parents")
+    prometheus.add_argument("--run-dir", type=Path, action="append",
+                            help="a parent of run directories, as shoal train's --run-dir "
+                                 "(repeatable; default: runs)")
+    prometheus.add_argument("--ray", action="store_true",
+                            help="also scrape Ray's own processes (where Ray's metrics agent "
+                                 "writes its discovery file)")
+    prometheus.set_defaults(run=commands.prometheus_config)
+
     plot = subcommands.add_parser("plot", help="learning and throughput curves as PNGs")
     plot.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                       help="one or more run directories, overlaid")

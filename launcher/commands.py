@@ -407,6 +407,16 @@ def top(args: argparse.Namespace) -> int:
     return 0
 
 
+def prometheus_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from shoal.launcher.prometheus_config import prometheus_config as config
+
+    parents = [parent.resolve() for parent in args.run_dir or [Path("runs")]]
+    print(yaml.safe_dump(config(parents, ray=args.ray), sort_keys=False), end="")
+    return 0
+
+
 def plot(args: argparse.Namespace) -> int:
     from shoal.launcher.plot import plot as draw
 

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shoal.launcher.components import ActorComponent, LearnerComponent, ReplayComponent, Wiring
+from shoal.launcher.prometheus_config import prometheus_config
 from shoal.launcher.run_dir import (
     PROMETHEUS_TARGETS,
     TARGETS_INDEX,
@@ -157,6 +158,18 @@ def test_every_dashboard_panel_queries_metrics_shoal_exports(running):
             unknown = [name for name in names if name not in exported]
             assert not unknown, f"{panel['title']}: {unknown} not exported"
             assert 'run=~"$run"' in expression, expression  # the run picker applies
+            # several runs picked: one series per run, named so, never a sum across them
+            assert not re.search(r"\b(?:sum|avg|max|min)\s*\(", expression), expression
+            for grouping in re.findall(r"\bby \(([^)]*)\)", expression):
+                assert "run" in grouping.replace(" ", "").split(","), expression
+        assert all("{{run}}" in target["legendFormat"] for target in panel["targets"]), panel
+        # one unit on each axis: items apart from bytes, rates apart from versions
+        for apart in (("shoal_replay_items", "shoal_replay_stored_bytes"),
+                      ("shoal_learner_weights_published_total", "shoal_actor_weights_version")):
+            assert not all(any(name in e for e in expressions) for name in apart), panel["title"]
+    blocked = next(p for p in dashboard["panels"] if p["title"] == "Actors blocked on insert")
+    assert all("rate_limiter" not in t["expr"] or 'side="insert"' in t["expr"]
+               for t in blocked["targets"])  # the sample side is the learner waiting
     query = dashboard["templating"]["list"][1]["query"]["query"]
     assert re.findall(r"shoal_[a-z_]+", query)[0] in exported
 
@@ -168,6 +181,8 @@ def test_deploy_configs_parse_and_point_at_each_other():
 
     deploy = Path(__file__).resolve().parents[2] / "deploy"
     prometheus = yaml.safe_load((deploy / "prometheus/prometheus.yml").read_text())
+    # the shipped config is prometheus_config's for ./runs, relative to itself: written once
+    assert prometheus == prometheus_config(["../../runs"])
     shoal_job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "shoal")
     assert shoal_job["honor_labels"] is True
     assert shoal_job["file_sd_configs"][0]["files"] == [

@@ -1,5 +1,6 @@
-"""A stock Prometheus, configured by deploy/prometheus/prometheus.yml, finds a running
-``shoal train`` through its file_sd targets and sees env steps and updates go up."""
+"""A stock Prometheus, configured by ``shoal prometheus-config`` for the run's --run-dir,
+finds a running ``shoal train`` through its file_sd targets and sees env steps and updates
+go up."""
 
 import functools
 import json
@@ -7,9 +8,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,7 +19,6 @@ from ..conftest import wait_until
 from .live import CONDITION, LIVE_TEST_TIMEOUT, START, STOP
 from .test_train_local import train_command
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus") or ""
 
 
@@ -43,8 +43,13 @@ def query(port: int, promql: str) -> float:
                     "Debian's package when apt-get can)")
 @pytest.mark.timeout(LIVE_TEST_TIMEOUT)
 def test_prometheus_scrapes_a_run_through_its_file_sd_targets(tmp_path):
-    # the shipped config, with a 1 s scrape so the test waits seconds, not minutes
-    config = yaml.safe_load((REPOSITORY / "deploy/prometheus/prometheus.yml").read_text())
+    # for runs under a --run-dir of the test's (not ./runs), with a 1 s scrape so the test
+    # waits seconds, not minutes
+    written = subprocess.run([sys.executable, "-m", "shoal.launcher.cli", "prometheus-config",
+                              "--run-dir", str(tmp_path / "runs")],
+                             capture_output=True, text=True, timeout=STOP, check=True).stdout
+    config = yaml.safe_load(written)
+    assert [job["job_name"] for job in config["scrape_configs"]] == ["shoal"]  # no ray job
     config["global"]["scrape_interval"] = "1s"
     deploy = tmp_path / "deploy" / "prometheus"
     deploy.mkdir(parents=True)
