@@ -64,15 +64,17 @@ def _lives(env: gym.Env) -> int:
     return int(cast(Any, env.unwrapped).ale.lives())
 
 
-def make_env(env_id: str, training: bool = True) -> gym.Env:
+def make_env(env_id: str, training: bool = True, render_mode: str | None = None) -> gym.Env:
     """One env. Atari: noop reset, frame skip 4 with max-pool, 84x84 grayscale, frame stack
-    4; for training also episodic life and rewards clipped to {-1, 0, 1}."""
+    4; for training also episodic life and rewards clipped to {-1, 0, 1}. ``render_mode``:
+    gymnasium's (``rgb_array`` for a video)."""
     if is_atari(env_id):
         import ale_py
 
         gym.register_envs(ale_py)
     try:
-        env = gym.make(env_id, frameskip=1) if is_atari(env_id) else gym.make(env_id)
+        env = (gym.make(env_id, frameskip=1, render_mode=render_mode) if is_atari(env_id)
+               else gym.make(env_id, render_mode=render_mode))
     except gym.error.Error as error:
         raise UnknownEnv(f"--env: {error}") from None
     env = RecordEpisodeStatistics(env)

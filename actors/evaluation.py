@@ -7,19 +7,24 @@ good the published weights are.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.wrappers import RecordVideo
 
 from shoal.actors.envs import make_env
 from shoal.algorithms.base import Algorithm, EnvSpec, Policy, Weights
 from shoal.algorithms.normalization import normalizing
 
 
-def play_greedy(policy: Policy, env_id: str, episodes: int, seed: int) -> list[float]:
+def play_greedy(policy: Policy, env_id: str, episodes: int, seed: int,
+                video_dir: Path | None = None) -> list[float]:
     """One total return per episode, episode i on its own env reset with ``seed + i``.
+    ``video_dir``: the first episode is also recorded there as an mp4 (gymnasium's
+    RecordVideo, which needs moviepy, of the env's ``rgb_array`` frames).
 
     The envs are evaluation envs (``training=False``: unclipped rewards, whole Atari games),
     and all episodes play at once: each step is one ``greedy`` call on the observations of
@@ -29,8 +34,12 @@ def play_greedy(policy: Policy, env_id: str, episodes: int, seed: int) -> list[f
         raise ValueError(f"episodes: expected a positive count, got {episodes}")
     with contextlib.ExitStack() as closing:
         envs = []
-        for _ in range(episodes):
-            env = make_env(env_id, training=False)
+        for index in range(episodes):
+            recorded = video_dir is not None and index == 0
+            env = make_env(env_id, training=False, render_mode="rgb_array" if recorded else None)
+            if recorded:
+                env = RecordVideo(env, str(video_dir), name_prefix=f"{env_id.replace('/', '-')}",
+                                  episode_trigger=lambda episode: episode == 0)
             closing.callback(env.close)
             envs.append(env)
         bounds = _bounds(envs[0].action_space)
@@ -66,12 +75,14 @@ class GreedyEvaluator:
     its network (observation-normalisation statistics, say) has to travel inside them."""
 
     def __init__(self, definition: Algorithm[Any], config: Any, env_id: str, spec: EnvSpec,
-                 episodes: int, seed: int, normalize_observations: bool = False) -> None:
+                 episodes: int, seed: int, normalize_observations: bool = False,
+                 video_dir: Path | None = None) -> None:
         if episodes < 1:
             raise ValueError(f"episodes: expected a positive count, got {episodes}")
         self._env_id = env_id
         self._episodes = episodes
         self._seed = seed
+        self._video_dir = video_dir
         # The policy's initial weights are overwritten by the first load; drawing them from
         # a forked generator leaves the caller's torch stream (a seeded learner's) as it was.
         with torch.random.fork_rng(devices=[]):
@@ -81,4 +92,5 @@ class GreedyEvaluator:
 
     def __call__(self, weights: Weights, version: int) -> list[float]:
         self.policy.load(weights, version)
-        return play_greedy(self.policy, self._env_id, self._episodes, self._seed)
+        return play_greedy(self.policy, self._env_id, self._episodes, self._seed,
+                           self._video_dir)

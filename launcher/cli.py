@@ -235,9 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a run directory (its learner/best.pt, the best greedy "
                                "evaluation during training, else learner.pt) or a .pt file")
     evaluate.add_argument("--episodes", type=int, default=10,
-                          help="greedy episodes to play, env i seeded 12345 + i (default: 10)")
+                          help="greedy episodes to play (default: 10)")
     evaluate.add_argument("--latest", action="store_true",
                           help="play learner.pt, the newest weights, not best.pt")
+    evaluate.add_argument("--seed", type=int, default=12345,
+                          help="episode i's env is reset with SEED + i (default: 12345)")
+    evaluate.add_argument("--video", type=Path, metavar="DIR",
+                          help="also record the first episode as an mp4 in DIR (envs that "
+                               "render rgb_array frames; needs moviepy: the video extra)")
     evaluate.add_argument("--json", action="store_true", help="end with a JSON line")
     evaluate.set_defaults(run=commands.evaluate)
     return parser

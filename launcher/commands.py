@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -432,13 +433,24 @@ def evaluate(args: argparse.Namespace) -> int:
     from shoal.launcher.evaluate import evaluate as play
 
     positive("--episodes", args.episodes)
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed: expected 0..{2**32 - 1}, got {args.seed}")
+    if args.video is not None and importlib.util.find_spec("moviepy") is None:
+        raise UsageError("--video: recording needs moviepy (pip install -e '.[video]')")
+    from gymnasium.error import DependencyNotInstalled
+
     try:
-        played = play(args.checkpoint, args.episodes, latest=args.latest)
+        played = play(args.checkpoint, args.episodes, seed=args.seed, latest=args.latest,
+                      video_dir=args.video)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
-    print(f"mean return {played.mean_return:.1f} over {args.episodes} episodes "
-          f"of {played.checkpoint}")
+    except DependencyNotInstalled as error:  # the env cannot render frames here
+        raise UsageError(f"--video: {error}") from None
+    print(played.line())
+    videos = sorted(args.video.glob("*.mp4")) if args.video is not None else []
+    for video in videos:
+        print(f"video {video}")
     if args.json:
-        print(json.dumps({"mean_return": played.mean_return, "episodes": args.episodes,
-                          "checkpoint": str(played.checkpoint), "returns": played.returns}))
+        print(json.dumps({**played.as_dict(), "seed": args.seed,
+                          "videos": [str(video) for video in videos]}))
     return 0

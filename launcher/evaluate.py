@@ -32,6 +32,22 @@ class Played:
     def mean_return(self) -> float:
         return statistics.fmean(self.returns)
 
+    @property
+    def std_return(self) -> float:
+        """Over the episodes played (population: these are all of them)."""
+        return statistics.pstdev(self.returns)
+
+    def line(self) -> str:
+        return (f"mean return {self.mean_return:.1f} ± {self.std_return:.1f} (min "
+                f"{min(self.returns):.1f}, max {max(self.returns):.1f}) over "
+                f"{len(self.returns)} episodes of {self.checkpoint}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mean_return": self.mean_return, "std_return": self.std_return,
+                "min_return": min(self.returns), "max_return": max(self.returns),
+                "episodes": len(self.returns), "checkpoint": str(self.checkpoint),
+                "returns": self.returns}
+
 
 def resolve_checkpoint(path: Path, latest: bool = False) -> tuple[Path, dict[str, Any]]:
     """A run directory or its learner/ folder -> its best.pt (learner.pt when it has none,
@@ -56,9 +72,11 @@ def resolve_checkpoint(path: Path, latest: bool = False) -> tuple[Path, dict[str
     return checkpoint, carried
 
 
-def evaluate(path: Path, episodes: int, seed: int = 12345, latest: bool = False) -> Played:
+def evaluate(path: Path, episodes: int, seed: int = 12345, latest: bool = False,
+             video_dir: Path | None = None) -> Played:
     """Plays ``episodes`` greedy episodes (env i seeded ``seed + i``) of the checkpoint
-    ``resolve_checkpoint`` picks, from the weights its learner would publish."""
+    ``resolve_checkpoint`` picks, from the weights its learner would publish; with
+    ``video_dir``, the first episode is recorded there too."""
     checkpoint, saved = resolve_checkpoint(path, latest)
     config = resolve(saved, check_learner=False)
     algorithm = config.definition
@@ -67,7 +85,8 @@ def evaluate(path: Path, episodes: int, seed: int = 12345, latest: bool = False)
     learner.load_state_dict(state["learner"])
     normalize = config.collection.normalize_observations
     play = GreedyEvaluator(algorithm, config.algorithm, config.env, config.env_spec,
-                           episodes, seed, normalize_observations=normalize)
+                           episodes, seed, normalize_observations=normalize,
+                           video_dir=video_dir)
     counters = state["counters"]
     weights = learner.weights()
     if normalize and "observation_stats" in counters:  # as the run published them

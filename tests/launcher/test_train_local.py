@@ -137,6 +137,30 @@ def test_greedy_evaluations_are_logged_and_the_best_is_kept_and_played(trained, 
     assert played["checkpoint"] == str(best_pt) and len(played["returns"]) == 1
 
 
+def test_eval_reports_the_spread_takes_a_seed_and_records_a_video(trained, capsys, tmp_path):
+    _, _, summary = trained
+    videos = tmp_path / "videos"
+
+    def shoal_eval(*extra: str) -> dict:
+        with pytest.raises(SystemExit) as ended:
+            main(["eval", summary["run_dir"], "--episodes", "4", "--json", *extra])
+        out, err = capsys.readouterr()
+        assert ended.value.code == 0, err
+        played = json.loads(out.strip().splitlines()[-1])
+        assert f"mean return {played['mean_return']:.1f} ± {played['std_return']:.1f}" in out
+        return played
+
+    played = shoal_eval("--seed", "7", "--video", str(videos))
+    returns = played["returns"]
+    assert played["seed"] == 7 and len(returns) == 4
+    assert (played["min_return"], played["max_return"]) == (min(returns), max(returns))
+    assert played["std_return"] == pytest.approx(statistics.pstdev(returns))
+    # the first episode, as an mp4 of CartPole's rgb_array frames
+    assert [Path(video).parent for video in played["videos"]] == [videos]
+    assert Path(played["videos"][0]).stat().st_size > 1_000
+    assert shoal_eval("--seed", "7")["returns"] == returns  # the same start states again
+
+
 def test_plot_draws_learning_and_throughput_curves_of_a_real_run(trained, tmp_path):
     _, _, summary = trained
     result = subprocess.run(
