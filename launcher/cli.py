@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "reads back) and exit, creating nothing")
     train.set_defaults(run=commands.train)
 
+    algos = subcommands.add_parser(
+        "algos", help="list the algorithms: what each is, its action spaces and replay table")
+    algos.set_defaults(run=commands.algos)
+
     config = subcommands.add_parser(
         "config", help="list every field of an algorithm's run configuration: type, default, "
                        "flag and doc")

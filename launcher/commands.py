@@ -262,6 +262,34 @@ def tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def algos(args: argparse.Namespace) -> int:
+    """Each registered algorithm: what it is (its module's first paragraph), the action
+    spaces it acts in, what its actors collect and the replay table it trains from (with
+    its defaults, on CartPole-v1 or Pendulum-v1)."""
+    import sys as system
+    import textwrap
+
+    from shoal.algorithms.registry import ALGORITHMS
+    from shoal.launcher.config import resolve
+
+    example = {"discrete": "CartPole-v1", "box": "Pendulum-v1"}
+    for name, definition in sorted(ALGORITHMS.items()):
+        spaces = sorted(definition.action_spaces)
+        doc = system.modules[definition.make_learner.__module__].__doc__ or ""
+        summary = " ".join(doc.strip().split("\n\n")[0].split())
+        env = example["discrete" if "discrete" in spaces else "box"]
+        table = resolve({"algo": name, "env": env}, preset=False, check_learner=False).table
+        once = ", each item sampled once" if table.max_times_sampled == 1 else ""
+        print(f"{name}")
+        print(textwrap.fill(summary, 88, initial_indent="  ", subsequent_indent="  "))
+        print(f"  actions: {' or '.join(spaces)}; actors collect "
+              f"{definition.experience.value}")
+        print(f"  table {table.name!r} ({env}, defaults): {table.selector.describe()}, up "
+              f"to {table.max_size:,} items{once}, rate limiter {table.rate_limiter.kind}")
+    print("each algorithm's settings, with defaults and docs: shoal config --algo NAME")
+    return 0
+
+
 def show_config(args: argparse.Namespace) -> int:
     from shoal.algorithms.registry import ALGORITHMS
     from shoal.launcher.config_help import describe

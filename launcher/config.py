@@ -33,7 +33,7 @@ from typing import Any
 from shoal.actors.config import CollectionConfig
 from shoal.algorithms.base import Algorithm, EnvSpec, Experience
 from shoal.launcher.autoscale import AutoscaleRange
-from shoal.launcher.config_types import ConfigTypeError, checked_overrides
+from shoal.launcher.config_types import ConfigTypeError, checked_overrides, unknown_keys
 from shoal.launcher.flags import FLAGS, flag_dest
 from shoal.launcher.usage import UsageError
 from shoal.learner.config import LearnerConfig
@@ -209,8 +209,8 @@ def _read_tree(values: Mapping[str, Any] | None, origins: _Origins) -> dict[str,
         return tree
     unknown = sorted(str(key) for key in values if key not in top)
     if unknown:
-        raise UsageError(f"--config: unknown key(s) {unknown}; the run configuration has "
-                         f"{sorted(top)}")
+        raise UsageError(f"--config: {unknown_keys(unknown, sorted(top))}; the run "
+                         f"configuration has {sorted(top)}")
     for key in ("algo", "env", "seed"):
         if key in values:
             tree[""][key] = values[key]

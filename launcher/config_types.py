@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -90,6 +91,15 @@ def _name(hint: Any) -> str:
     return str(getattr(hint, "__name__", hint))
 
 
+def unknown_keys(keys: list[str], known: list[str]) -> str:
+    """"unknown key 'learning_rat' (did you mean 'learning_rate'?)", for each key."""
+    parts = []
+    for key in keys:
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        parts.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    return f"unknown key{'s' if len(keys) > 1 else ''} {', '.join(parts)}"
+
+
 def checked_overrides(config_type: type, values: dict[Any, Any]) -> dict[str, Any]:
     """``values`` as the config dataclass's annotations type them; the first one that is
     not, named with the type and the value."""
@@ -97,7 +107,7 @@ def checked_overrides(config_type: type, values: dict[Any, Any]) -> dict[str, An
     fields = [field.name for field in dataclasses.fields(config_type) if field.init]
     unknown = sorted(str(key) for key in values if key not in fields)
     if unknown:
-        raise ConfigTypeError(None, f"unknown key(s) {unknown}; {config_type.__name__} "
+        raise ConfigTypeError(None, f"{unknown_keys(unknown, fields)}; {config_type.__name__} "
                                     f"has {fields}")
     checked = {}
     for key, value in values.items():

@@ -77,18 +77,19 @@ def run_in_process(capsys, *args: str) -> tuple[int, str, str]:
     ("dqn", "CartPole-v1", "hidden: [64, wide]",
      "--config: hidden: expected a list of int, got [64, 'wide']"),
     ("dqn", "CartPole-v1", "hidden: 64", "--config: hidden: expected a list of int, got 64"),
-    ("dqn", "CartPole-v1", "learnin_rate: 0.1", "--config: unknown key(s) ['learnin_rate']"),
+    ("dqn", "CartPole-v1", "learnin_rate: 0.1",
+     "--config: unknown key 'learnin_rate' (did you mean 'learning_rate'?)"),
     ("dqn", "CartPole-v1", "learning_rate: -1.0", "--config: dqn's learner refuses"),
     ("ppo", "CartPole-v1", "normalize_advantages: 1",
      "--config: normalize_advantages: expected a bool (true or false), got 1"),
     ("ppo", "CartPole-v1", "collection: {max_policy_lag: two}",
      "--config: collection.max_policy_lag: expected an int or None, got 'two'"),
     ("ppo", "CartPole-v1", "run: {actors: 2, sactors: 3}",
-     "--config: run: unknown key(s) ['sactors']"),
+     "--config: run: unknown key 'sactors' (did you mean 'actors'?)"),
     ("dqn", "CartPole-v1", "algorithm: {gamma: high}",
      "--config: algorithm.gamma: expected a float, got 'high'"),
     ("dqn", "CartPole-v1", "algorithm: {gamma: 0.9}\nbatch_size: 3",
-     "--config: unknown key(s) ['batch_size']; the run configuration has"),
+     "--config: unknown key 'batch_size'; the run configuration has"),
     ("ppo", "CartPole-v1", "objective: steepest", "--config: objective: expected one of"),
     ("a2c", "CartPole-v1", "optimizer: 3", "--config: optimizer: expected a str, got 3"),
     ("sac", "Pendulum-v1", "tau: 2", "--config: tau: expected in (0, 1], got 2"),
@@ -258,6 +259,20 @@ def test_train_help_lists_every_exit_code_and_the_readme_repeats_them(capsys):
     for exit_code, meaning in TRAIN_EXIT_CODES.items():
         assert f"{exit_code:>3}  {meaning}" in listed, listed
         assert f"| {exit_code} |" in readme, f"the README's table lacks exit code {exit_code}"
+
+
+def test_algos_lists_each_algorithm_its_action_spaces_and_table(capsys):
+    code, out, _ = run_in_process(capsys, "algos")
+    assert code == 0
+    blocks = out.split("\n")
+    for name, definition in ALGORITHMS.items():
+        start = blocks.index(name)
+        described = "\n".join(blocks[start:start + 8])
+        assert f"actions: {' or '.join(sorted(definition.action_spaces))}" in described
+        assert f"actors collect {definition.experience.value}" in described
+        table = "'transitions'" if definition.experience.value == "transitions" else "'rollouts'"
+        assert f"table {table}" in described, described
+    assert "shoal config --algo NAME" in blocks[-2]
 
 
 def test_version_names_the_installed_package(capsys):
