@@ -126,7 +126,7 @@ def resumed_config(args: argparse.Namespace, **extra_flags: object) -> TrainConf
 def train(args: argparse.Namespace) -> int:
     _check_ray_address(args)
 
-    from shoal.launcher.run_dir import write_config
+    from shoal.launcher.run_dir import new_run_dir, write_config
     from shoal.launcher.training import run
 
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -143,7 +143,7 @@ def train(args: argparse.Namespace) -> int:
     given_tls = _given_tls(args)
     # the last check: after it, the run is created
     launch = _launch(args, config.run.max_actors, config.run.actors)
-    run_dir = args.resume or _new_run_dir(args.run_dir, config)
+    run_dir = args.resume or new_run_dir(args.run_dir, config.algo, config.env, config.seed)
     tls = given_tls or _generated_tls(config, run_dir)
     write_config(run_dir, config.to_dict())
     print(f"settings: {config.settings}", file=sys.stderr)
@@ -219,17 +219,6 @@ def _launch(args: argparse.Namespace, max_actors: int, actors: int) -> Launch:
     except ClusterRefused as error:
         name, _ = _ray_address(args) or ("--address", "")
         raise UsageError(f"{name}: {error}") from None
-
-
-def _new_run_dir(parent: Path, config: TrainConfig) -> Path:
-    """``<run-dir>/<algo>-<env>-<time>-s<seed>``, never one that exists already."""
-    stem = (f"{config.algo}-{config.env.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-            f"-s{config.seed}")
-    candidate, suffix = parent / stem, 1
-    while candidate.exists():
-        suffix += 1
-        candidate = parent / f"{stem}-{suffix}"
-    return candidate
 
 
 # ------------------------------------------------------------------ the run's pieces

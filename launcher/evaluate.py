@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from shoal.actors.evaluation import GreedyEvaluator
-from shoal.algorithms.normalization import RunningStats
-from shoal.launcher.config import resolve
+from shoal.actors.evaluation import play_greedy
+from shoal.algorithms.base import Policy
+from shoal.algorithms.normalization import RunningStats, normalizing
+from shoal.launcher.config import TrainConfig, resolve
 from shoal.launcher.run_dir import CONFIG
 from shoal.learner.checkpoint import BEST, CHECKPOINT, load_checkpoint
 
@@ -72,23 +74,61 @@ def resolve_checkpoint(path: Path, latest: bool = False) -> tuple[Path, dict[str
     return checkpoint, carried
 
 
-def evaluate(path: Path, episodes: int, seed: int = 12345, latest: bool = False,
-             video_dir: Path | None = None) -> Played:
-    """Plays ``episodes`` greedy episodes (env i seeded ``seed + i``) of the checkpoint
-    ``resolve_checkpoint`` picks, from the weights its learner would publish; with
-    ``video_dir``, the first episode is recorded there too."""
-    checkpoint, saved = resolve_checkpoint(path, latest)
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A checkpoint's policy, standing alone: no replay service, learner or Ray, only its
+    networks (and the observation statistics it was trained with)."""
+
+    checkpoint: Path
+    config: TrainConfig
+    policy: Policy
+    version: int  # the weights' version, as the run published them
+
+    def predict(self, observations: Any, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations [B, *shape], or for one observation: the
+        greedy action (the Q-argmax, the Gaussian's mean clipped to the Box), or with
+        ``deterministic=False`` one sampled as the actors sample."""
+        spec = self.config.env_spec
+        batch = np.asarray(observations, dtype=spec.observation_dtype)
+        single = batch.shape == tuple(spec.observation_shape)
+        if single:
+            batch = batch[None]
+        if batch.shape[1:] != tuple(spec.observation_shape):
+            raise ValueError(f"observations: expected shape {list(spec.observation_shape)} or "
+                             f"[B, *{list(spec.observation_shape)}], got {list(batch.shape)}")
+        actions = (self.policy.greedy(batch) if deterministic
+                   else self.policy.act(batch).actions)
+        if not spec.discrete:
+            actions = np.clip(actions, spec.action_low, spec.action_high)
+        return actions[0] if single else actions
+
+
+def load(path: Path | str, latest: bool = False) -> LoadedPolicy:
+    """The policy of the checkpoint ``resolve_checkpoint`` picks (a run directory's best.pt,
+    or learner.pt with ``latest``; or a .pt file), with the weights its learner would
+    publish."""
+    checkpoint, saved = resolve_checkpoint(Path(path), latest)
     config = resolve(saved, check_learner=False)
     algorithm = config.definition
     learner = algorithm.make_learner(config.algorithm, config.env_spec, torch.device("cpu"))
     state = load_checkpoint(checkpoint)
     learner.load_state_dict(state["learner"])
-    normalize = config.collection.normalize_observations
-    play = GreedyEvaluator(algorithm, config.algorithm, config.env, config.env_spec,
-                           episodes, seed, normalize_observations=normalize,
-                           video_dir=video_dir)
     counters = state["counters"]
     weights = learner.weights()
-    if normalize and "observation_stats" in counters:  # as the run published them
-        weights.update(RunningStats.from_lists(counters["observation_stats"]).to_weights())
-    return Played(checkpoint, play(weights, int(counters.get("published_version", 0))))
+    policy: Policy = algorithm.make_policy(config.algorithm, config.env_spec, 0, 1, config.seed)
+    if config.collection.normalize_observations:  # as the run published them
+        policy = normalizing(policy, config.env_spec.observation_shape)
+        if "observation_stats" in counters:
+            weights.update(RunningStats.from_lists(counters["observation_stats"]).to_weights())
+    version = int(counters.get("published_version", 0))
+    policy.load(weights, version)
+    return LoadedPolicy(checkpoint, config, policy, version)
+
+
+def evaluate(path: Path, episodes: int, seed: int = 12345, latest: bool = False,
+             video_dir: Path | None = None) -> Played:
+    """Plays ``episodes`` greedy episodes (env i seeded ``seed + i``) of ``load``'s policy;
+    with ``video_dir``, the first episode is recorded there too."""
+    loaded = load(path, latest)
+    return Played(loaded.checkpoint, play_greedy(loaded.policy, loaded.config.env, episodes,
+                                                 seed, video_dir))

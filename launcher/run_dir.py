@@ -48,6 +48,16 @@ class EventLog:
 CONFIG = "config.json"
 
 
+def new_run_dir(parent: Path, algo: str, env: str, seed: int) -> Path:
+    """``<run-dir>/<algo>-<env>-<time>-s<seed>``, never one that exists already."""
+    stem = f"{algo}-{env.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}-s{seed}"
+    candidate, suffix = parent / stem, 1
+    while candidate.exists():
+        suffix += 1
+        candidate = parent / f"{stem}-{suffix}"
+    return candidate
+
+
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(run_dir / CONFIG, json.dumps(config, indent=1))
