@@ -39,11 +39,13 @@ class Progress:
         self.best_eval_return: float | None = None  # the best's (best.pt), resumed ones too
 
     def add_episodes(self, episodes: list[Episode]) -> None:
+        """Each with the run's env steps when it was polled (``env_steps``; the actor's
+        own count is ``actor_env_steps``)."""
         for episode in episodes:
             self.returns.append(episode.env_return)
             self.events.write("episode", actor=episode.actor, env_return=episode.env_return,
                               length=episode.length, actor_env_steps=episode.env_steps,
-                              version=episode.version)
+                              version=episode.version, env_steps=self.env_steps)
 
     def add_evaluations(self, results: list[dict[str, Any]], best: float | None) -> None:
         """The learner's new greedy evaluations: an event and a line on stderr each (they
@@ -128,8 +130,8 @@ class RunMonitor:
     def poll(self) -> dict[str, Any]:
         progress = self.progress
         actors = self._fleet.poll()
-        progress.add_episodes(actors.episodes)
         progress.env_steps = progress.env_steps_before + actors.env_steps
+        progress.add_episodes(actors.episodes)
         progress.first_step_time = actors.first_step_time
         learner = self._call(self._learner, "poll", progress.env_steps)
         if learner["error"]:

@@ -5,8 +5,9 @@
                            --print-config prints; --config reads it back)
         events.jsonl       one JSON object a line: episodes, losses, throughput, summary;
                            "failed" (with each failed component's traceback) if it failed
+        tensorboard/       the same events' figures as TensorBoard scalars, at env steps
         prometheus_targets.json   every process's /metrics address (Prometheus file_sd)
-        learner/           learner checkpoints
+        learner/           learner checkpoints (learner.pt, best.pt)
         *.png              what `shoal plot` draws
 """
 
@@ -15,28 +16,43 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from shoal.protos.transport import write_atomically
 
 
-class EventLog:
-    """Appends events as JSON lines; safe to call from several threads."""
+class Sink(Protocol):
+    """Another reader of every event as it is written (TensorBoard's files)."""
 
-    def __init__(self, path: Path) -> None:
+    def __call__(self, event: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+class EventLog:
+    """Appends events as JSON lines; safe to call from several threads. ``sinks`` see each
+    event too, and are closed with the log."""
+
+    def __init__(self, path: Path, sinks: Sequence[Sink] = ()) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._file: TextIO = open(path, "a", buffering=1)  # noqa: SIM115 - closed in close()
+        self._sinks = list(sinks)
 
     def write(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, "time": round(time.time(), 3), **fields})
+        record = {"event": event, "time": round(time.time(), 3), **fields}
+        line = json.dumps(record)
         with self._lock:
             self._file.write(line + "\n")
+            for sink in self._sinks:
+                sink(record)
 
     def close(self) -> None:
         with self._lock:
             self._file.close()
+            for sink in self._sinks:
+                sink.close()
 
     def __enter__(self) -> EventLog:
         return self

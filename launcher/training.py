@@ -36,6 +36,7 @@ from shoal.launcher.launch import Handle, Launch, LocalLaunch
 from shoal.launcher.metrics import LauncherCollector
 from shoal.launcher.monitor import RunMonitor
 from shoal.launcher.run_dir import EventLog, remove_from_targets_index, write_prometheus_targets
+from shoal.launcher.tensorboard import TensorBoardSink
 from shoal.protos.exposition import MetricsServer
 from shoal.protos.transport import Tls, new_token
 
@@ -82,7 +83,8 @@ def run(config: TrainConfig, run_dir: Path, launch: Launch, *, tls: Tls | None =
     interrupted = False
     name = run_dir.name
     wiring = Wiring(new_token(), launch.host, tls, name)
-    with EventLog(run_dir / "events.jsonl") as events:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with EventLog(run_dir / "events.jsonl", sinks=[TensorBoardSink(run_dir)]) as events:
         replay = launch.start(ReplayComponent, config.table, config.replay, wiring,
                               str(run_dir / "replay"), restart=True)
         replay_address = launch.call(replay, "address")

@@ -161,6 +161,27 @@ def test_eval_reports_the_spread_takes_a_seed_and_records_a_video(trained, capsy
     assert shoal_eval("--seed", "7")["returns"] == returns  # the same start states again
 
 
+def test_the_run_directory_holds_tensorboard_event_files_of_its_events(trained):
+    """Read back with TensorBoard's own reader: the scalars are the event log's figures."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, summary = trained
+    run_dir = Path(summary["run_dir"])
+    board = EventAccumulator(str(run_dir / "tensorboard"))
+    board.Reload()
+    tags = set(board.Tags()["scalars"])
+    assert {"train/episode_return", "eval/mean_return", "throughput/env_steps_per_s",
+            "throughput/updates_per_s", "learner/loss", "train/mean_return"} <= tags, tags
+    episodes = read_events(run_dir / "events.jsonl", "episode")
+    returns = [scalar.value for scalar in board.Scalars("train/episode_return")]
+    assert returns == pytest.approx([e["env_return"] for e in episodes])
+    steps = [scalar.step for scalar in board.Scalars("train/episode_return")]
+    assert steps == sorted(steps) and steps[-1] <= summary["env_steps"]  # the run's steps
+    evaluations = read_events(run_dir / "events.jsonl", "evaluation")
+    assert [(s.step, s.value) for s in board.Scalars("eval/mean_return")] == [
+        (e["env_steps"], pytest.approx(e["mean_return"])) for e in evaluations]
+
+
 def test_plot_draws_learning_and_throughput_curves_of_a_real_run(trained, tmp_path):
     _, _, summary = trained
     result = subprocess.run(
