@@ -158,6 +158,42 @@ def test_plot_draws_greedy_evaluations_as_markers_with_their_own_legend_entry(tm
     plt.close(figure)
 
 
+def test_a_resumed_run_plots_in_running_time_to_its_last_end_with_its_changes_marked(
+        tmp_path):
+    """Two segments an hour apart: the second's seconds go on from the first's length, the
+    end is the second's summary, and the resume and a scale are marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rate = {"env_steps_per_s": 500.0, "updates_per_s": 10.0}
+    rows = [{"event": "start", "time": 100.0},
+            {"event": "throughput", "time": 102.0, "env_steps": 1000, "mean_return": 20.0,
+             **rate},
+            {"event": "summary", "time": 104.0, "env_steps": 2000, "mean_return": 40.0},
+            {"event": "start", "time": 3700.0, "resumed": {"env_steps": 2000}},
+            {"event": "scale", "time": 3703.0, "previous": 2, "actors": 3},
+            {"event": "autoscale", "time": 3703.5, "previous": 3, "actors": 3,
+             "changed": False, "reason": "balanced"},
+            {"event": "throughput", "time": 3704.0, "env_steps": 3000, "mean_return": 60.0,
+             **rate},
+            {"event": "summary", "time": 3706.0, "env_steps": 3500, "mean_return": 80.0}]
+    run_dir = tmp_path / "resumed"
+    run_dir.mkdir()
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curves = read_curves(run_dir)
+    assert curves.seconds == [2.0, 8.0]  # 4 s of the first segment, then 4 of the second
+    assert curves.end == (10.0, 3500, 80.0)  # the last summary, not the first
+    assert curves.marks == [(4.0, 2000, "resumed"), (7.0, 2000, "actors 2->3")]
+    figure = learning_figure([curves])
+    by_steps, by_time = figure.axes
+    assert [text.get_text() for text in by_time.texts] == ["resumed", "actors 2->3"]
+    drawn = [line for line in by_time.lines if line.get_label() == "resumed"]
+    assert list(drawn[0].get_xdata()) == [2.0, 8.0, 10.0]  # no hour-long gap
+    plt.close(figure)
+
+
 # ------------------------------------------------------------------------- shoal eval
 
 
