@@ -84,10 +84,7 @@ def test_the_readme_has_blocks_of_each_kind_and_every_left_out_line_is_in_it():
 def test_a_readme_block_runs(tmp_path, language, code):
     (tmp_path / ".venv").symlink_to(REPOSITORY / ".venv")
     script = small(runnable(code))
-    if language == "sh":
-        command = ["bash", "-euc", script]
-    else:
-        command = [sys.executable, "-c", script]
+    command = ["bash", "-euc", script] if language == "sh" else [sys.executable, "-c", script]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
                             timeout=BLOCK_TIMEOUT)
     assert result.returncode == 0, (f"{language} block exited {result.returncode}:\n{script}"

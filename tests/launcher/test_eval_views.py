@@ -187,7 +187,7 @@ def test_a_resumed_run_plots_in_running_time_to_its_last_end_with_its_changes_ma
     assert curves.end == (10.0, 3500, 80.0)  # the last summary, not the first
     assert curves.marks == [(4.0, 2000, "resumed"), (7.0, 2000, "actors 2->3")]
     figure = learning_figure([curves])
-    by_steps, by_time = figure.axes
+    _, by_time = figure.axes
     assert [text.get_text() for text in by_time.texts] == ["resumed", "actors 2->3"]
     drawn = [line for line in by_time.lines if line.get_label() == "resumed"]
     assert list(drawn[0].get_xdata()) == [2.0, 8.0, 10.0]  # no hour-long gap
