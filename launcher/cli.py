@@ -1,5 +1,7 @@
 """The ``shoal`` command line: its parser, and ``main``. What each subcommand does is in
-``commands.py``; the run configuration its flags set is ``config.py``'s tree.
+``train_command.py`` (``shoal train``), ``view_commands.py`` (the commands that only show
+something) and ``commands.py`` (the rest); the run configuration its flags set is
+``config.py``'s tree.
 
 A bad argument or config value prints one line (``shoal: error: ...``) and exits 2,
 without a traceback, and before the command creates anything (``shoal train``: no run
@@ -20,7 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from shoal.launcher import commands, exit_codes
+from shoal.launcher import commands, exit_codes, train_command, view_commands
 from shoal.launcher.flags import FLAGS, METAVARS, flag_dest
 from shoal.launcher.usage import UsageError
 
@@ -151,17 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--print-config", action="store_true",
                        help="print the resolved run configuration as YAML (which --config "
                             "reads back) and exit, creating nothing")
-    train.set_defaults(run=commands.train)
+    train.set_defaults(run=train_command.train)
 
     algos = subcommands.add_parser(
         "algos", help="list the algorithms: what each is, its action spaces and replay table")
-    algos.set_defaults(run=commands.algos)
+    algos.set_defaults(run=view_commands.algos)
 
     config = subcommands.add_parser(
         "config", help="list every field of an algorithm's run configuration: type, default, "
                        "flag and doc")
     config.add_argument("--algo", required=True, help=ALGO_HELP)
-    config.set_defaults(run=commands.show_config)
+    config.set_defaults(run=view_commands.show_config)
 
     presets = subcommands.add_parser(
         "presets", help="list the tuned settings shoal train picks by algorithm and env, "
@@ -169,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("--algo", help="only this algorithm's")
     presets.add_argument("--settings", action="store_true",
                          help="also print each preset's settings")
-    presets.set_defaults(run=commands.presets)
+    presets.set_defaults(run=view_commands.presets)
 
     tables = subcommands.add_parser(
         "tables", help="print the replay-server tables YAML an algorithm needs")
@@ -215,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a run directory (default: the newest under ./runs)")
     top.add_argument("--interval", type=float, default=2.0, help="seconds between views")
     top.add_argument("--count", type=int, help="stop after this many views")
-    top.set_defaults(run=commands.top)
+    top.set_defaults(run=view_commands.top)
 
     prometheus = subcommands.add_parser(
         "prometheus-config", help="print a Prometheus config that scrapes every run under "
@@ -226,13 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     prometheus.add_argument("--ray", action="store_true",
                             help="also scrape Ray's own processes (where Ray's metrics agent "
                                  "writes its discovery file)")
-    prometheus.set_defaults(run=commands.prometheus_config)
+    prometheus.set_defaults(run=view_commands.prometheus_config)
 
     plot = subcommands.add_parser("plot", help="learning and throughput curves as PNGs")
     plot.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                       help="one or more run directories, overlaid")
     plot.add_argument("--out", type=Path, help="folder for the PNGs (default: the first run)")
-    plot.set_defaults(run=commands.plot)
+    plot.set_defaults(run=view_commands.plot)
 
     evaluate = subcommands.add_parser("eval", help="play a checkpoint's greedy policy")
     evaluate.add_argument("checkpoint", type=Path,
@@ -248,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also record the first episode as an mp4 in DIR (envs that "
                                "render rgb_array frames; needs moviepy: the video extra)")
     evaluate.add_argument("--json", action="store_true", help="end with a JSON line")
-    evaluate.set_defaults(run=commands.evaluate)
+    evaluate.set_defaults(run=view_commands.evaluate)
     return parser
 
 

@@ -3,25 +3,33 @@
 gather per field. Fields marked compressed keep one compressed blob per item, as it came
 off the wire, so the server can send them on untouched and stored bytes are counted as
 they are. Which slots are live, and every lock, are the table's (``table.py``): this is
-only where the bytes are.
+only where the bytes are, and the check an insert's columns pass before any is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import numpy as np
 
-from shoal.protos.codec import decompress_row
+from shoal.protos.codec import compress_rows, decompress_row
 from shoal.protos.tables import FieldSpec
-from shoal.replay_service.items import ColumnValue, CompressedRows
+from shoal.replay_service.items import (
+    ColumnValue,
+    CompressedRows,
+    InvalidItems,
+    checked_priorities,
+)
 
 Slots = slice | np.ndarray
 
 
 class ColumnStore:
-    def __init__(self, signature: Mapping[str, FieldSpec], max_size: int) -> None:
+    def __init__(self, table: str, signature: Mapping[str, FieldSpec], max_size: int) -> None:
+        self.table = table
         self.signature = dict(signature)
+        self.max_size = max_size
         self._columns: dict[str, np.ndarray] = {}
         self._compressed_nbytes: dict[str, np.ndarray] = {}
         self.compressed_bytes = 0
@@ -44,6 +52,59 @@ class ColumnStore:
         fixed = sum(spec.row_bytes for spec in self.signature.values()
                     if spec.compression == "none")
         return size * fixed + self.compressed_bytes
+
+    # ------------------------------------------------------------------ checks
+
+    def check_fields(self, names: Collection[str]) -> None:
+        """Raises InvalidItems unless ``names`` are exactly the signature's fields."""
+        missing = sorted(set(self.signature) - set(names))
+        extra = sorted(set(names) - set(self.signature))
+        if missing or extra:
+            parts = ([f"missing {missing}"] if missing else []) + (
+                [f"unexpected {extra}"] if extra else [])
+            raise InvalidItems("columns", f"{'; '.join(parts)}; the signature of table "
+                                          f"{self.table!r} is {sorted(self.signature)}")
+
+    def validated(
+        self, columns: Mapping[str, Any], priorities: Any
+    ) -> tuple[int, dict[str, ColumnValue], np.ndarray | None]:
+        """An insert's item count, its columns as ``write`` takes them (compressed fields
+        compressed) and its checked priorities; InvalidItems, naming the field, before
+        anything is written."""
+        self.check_fields(columns)
+        checked: dict[str, ColumnValue] = {}
+        counts = set()
+        for field_name, spec in self.signature.items():
+            value = columns[field_name]
+            if isinstance(value, CompressedRows):
+                if spec.compression == "none":
+                    raise InvalidItems(field_name, "compressed rows for an uncompressed field")
+                checked[field_name] = value
+                counts.add(len(value.rows))
+                continue
+            array = np.asarray(value)
+            if array.dtype != spec.dtype:
+                raise InvalidItems(field_name, f"expected dtype {np.dtype(spec.dtype).name}, "
+                                               f"got {array.dtype.name}")
+            if array.shape[1:] != spec.shape or array.ndim != len(spec.shape) + 1:
+                raise InvalidItems(field_name, f"expected shape [items, *{list(spec.shape)}], "
+                                               f"got {list(array.shape)}")
+            counts.add(array.shape[0])
+            if spec.compression != "none":
+                checked[field_name] = CompressedRows(compress_rows(array, spec.compression))
+            else:
+                checked[field_name] = array
+        if len(counts) != 1:
+            raise InvalidItems("columns", f"fields disagree on the item count: {sorted(counts)}")
+        count = counts.pop()
+        if not 1 <= count <= self.max_size:
+            raise InvalidItems("columns", f"expected 1..max_size ({self.max_size}) items in "
+                                          f"one insert, got {count}")
+        if priorities is not None:
+            priorities = checked_priorities(priorities, count)
+        return count, checked, priorities
+
+    # ------------------------------------------------------------------ bytes
 
     def write(self, where: Slots, count: int, columns: Mapping[str, ColumnValue]) -> None:
         """Stores ``count`` checked items (arrays, or CompressedRows for compressed fields)

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from shoal.protos.codec import compress_rows
 from shoal.protos.tables import (
     FieldSpec,
     Fifo,
@@ -109,7 +108,7 @@ class Table:
                    max_times_sampled=1)
 
     def _allocate(self) -> None:
-        self._store = ColumnStore(self.signature, self.max_size)
+        self._store = ColumnStore(self.name, self.signature, self.max_size)
         self._keys = np.full(self.max_size, -1, dtype=np.int64)
         self._priorities = np.zeros(self.max_size, dtype=np.float64)
         self._times_sampled = np.zeros(self.max_size, dtype=np.int64)
@@ -141,49 +140,7 @@ class Table:
 
     def check_fields(self, names: Collection[str]) -> None:
         """Raises InvalidItems unless ``names`` are exactly the signature's fields."""
-        missing = sorted(set(self.signature) - set(names))
-        extra = sorted(set(names) - set(self.signature))
-        if missing or extra:
-            parts = ([f"missing {missing}"] if missing else []) + (
-                [f"unexpected {extra}"] if extra else [])
-            raise InvalidItems("columns", f"{'; '.join(parts)}; the signature of table "
-                                          f"{self.name!r} is {sorted(self.signature)}")
-
-    def _validated(
-        self, columns: Mapping[str, Any], priorities: Any
-    ) -> tuple[int, dict[str, ColumnValue], np.ndarray | None]:
-        self.check_fields(columns)
-        checked: dict[str, ColumnValue] = {}
-        counts = set()
-        for field_name, spec in self.signature.items():
-            value = columns[field_name]
-            if isinstance(value, CompressedRows):
-                if spec.compression == "none":
-                    raise InvalidItems(field_name, "compressed rows for an uncompressed field")
-                checked[field_name] = value
-                counts.add(len(value.rows))
-                continue
-            array = np.asarray(value)
-            if array.dtype != spec.dtype:
-                raise InvalidItems(field_name, f"expected dtype {np.dtype(spec.dtype).name}, "
-                                               f"got {array.dtype.name}")
-            if array.shape[1:] != spec.shape or array.ndim != len(spec.shape) + 1:
-                raise InvalidItems(field_name, f"expected shape [items, *{list(spec.shape)}], "
-                                               f"got {list(array.shape)}")
-            counts.add(array.shape[0])
-            if spec.compression != "none":
-                checked[field_name] = CompressedRows(compress_rows(array, spec.compression))
-            else:
-                checked[field_name] = array
-        if len(counts) != 1:
-            raise InvalidItems("columns", f"fields disagree on the item count: {sorted(counts)}")
-        count = counts.pop()
-        if not 1 <= count <= self.max_size:
-            raise InvalidItems("columns", f"expected 1..max_size ({self.max_size}) items in "
-                                          f"one insert, got {count}")
-        if priorities is not None:
-            priorities = checked_priorities(priorities, count)
-        return count, checked, priorities
+        self._store.check_fields(names)
 
     def insert(
         self,
@@ -198,7 +155,7 @@ class Table:
         ``priorities`` (shape [items], finite, >= 0) are the initial priorities; without
         them each item gets the largest priority the table has seen (PER's rule).
         """
-        count, checked, initial = self._validated(columns, priorities)
+        count, checked, initial = self._store.validated(columns, priorities)
         with self._gate.lock:
             self._gate.wait(lambda: self.rate_limiter.can_insert(self._counts(), count),
                             "insert", timeout, cancel, self._limiter_held)
