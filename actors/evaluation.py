@@ -42,14 +42,13 @@ def play_greedy(policy: Policy, env_id: str, episodes: int, seed: int,
                                   episode_trigger=lambda episode: episode == 0)
             closing.callback(env.close)
             envs.append(env)
-        bounds = _bounds(envs[0].action_space)
+        bounds = box_bounds(envs[0].action_space)
         observations = [np.asarray(env.reset(seed=seed + i)[0]) for i, env in enumerate(envs)]
         totals = [0.0] * episodes
         playing = list(range(episodes))
         while playing:
-            actions = policy.greedy(np.stack([observations[i] for i in playing]))
-            if bounds is not None:  # a Gaussian's mean may lie past a Box's bounds
-                actions = np.clip(actions, *bounds)
+            actions = clipped(policy.greedy(np.stack([observations[i] for i in playing])),
+                              bounds)
             still = []
             for i, action in zip(playing, actions, strict=True):
                 obs, reward, terminated, truncated, _ = envs[i].step(action)
@@ -61,10 +60,20 @@ def play_greedy(policy: Policy, env_id: str, episodes: int, seed: int,
     return totals
 
 
-def _bounds(space: gym.Space[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+Bounds = tuple[np.ndarray, np.ndarray] | None
+"""A Box's (low, high); None for discrete actions."""
+
+
+def box_bounds(space: gym.Space[Any]) -> Bounds:
     if isinstance(space, gym.spaces.Box):
         return space.low, space.high
     return None
+
+
+def clipped(actions: np.ndarray, bounds: Bounds) -> np.ndarray:
+    """``actions`` inside the Box: a Gaussian's mean, or a sample of it, may lie past its
+    bounds, which an env may refuse or silently clip differently."""
+    return actions if bounds is None else np.clip(actions, *bounds)
 
 
 class GreedyEvaluator:

@@ -11,7 +11,8 @@ the same configuration (the preset for the algorithm and env, then ``config``, t
 keyword settings) and the same run directory (config.json, events.jsonl, checkpoints,
 best.pt), so ``shoal eval``, ``shoal plot`` and ``shoal train --resume`` take it as they
 take any run. ``load`` needs none of that running: a checkpoint's networks only.
-A bad setting raises ``UsageError`` naming it, before anything is created.
+A bad setting raises ``UsageError`` naming it (``shoal.train: algorithm.learning_rate: ...``),
+before anything is created.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def train(algo: str, env: str, *, config: Mapping[str, Any] | None = None,
     from shoal.launcher.training import run
 
     values = _tree(algo, env, config or {}, settings)
-    resolved = resolve(values, preset=preset)
+    resolved = resolve(values, preset=preset, source="shoal.train")
     directory = new_run_dir(Path(run_dir), resolved.algo, resolved.env, resolved.seed)
     write_config(directory, resolved.to_dict())
     summary, _ = run(resolved, directory, LocalLaunch())

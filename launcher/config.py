@@ -175,6 +175,7 @@ class _Origins:
     keys: dict[tuple[str, str], str] = field(default_factory=dict)
     preset: dict[tuple[str, str], str] = field(default_factory=dict)
     flat: bool = False  # --config held the algorithm's settings alone
+    source: str = "--config"  # what errors call the mapping: shoal.train's is its arguments
 
     def level(self, section: str, key: str) -> int:
         """Where in the precedence the value came from: 3 a flag, 2 --config, 1 the
@@ -186,13 +187,13 @@ class _Origins:
 
     def name(self, section: str, key: str) -> str:
         if (section, key) in self.keys:
-            return f"--config: {self.keys[section, key]}"
+            return f"{self.source}: {self.keys[section, key]}"
         if (section, key) in self.flags:
             return self.flags[section, key]
         if (section, key) in self.preset:
             return self.preset[section, key]
         flag = next((f for f, place in FLAGS.items() if place == (section, key)), None)
-        return flag or f"--config: {section + '.' if section else ''}{key}"
+        return flag or f"{self.source}: {section + '.' if section else ''}{key}"
 
 
 def _read_tree(values: Mapping[str, Any] | None, origins: _Origins) -> dict[str, dict[str, Any]]:
@@ -209,7 +210,7 @@ def _read_tree(values: Mapping[str, Any] | None, origins: _Origins) -> dict[str,
         return tree
     unknown = sorted(str(key) for key in values if key not in top)
     if unknown:
-        raise UsageError(f"--config: {unknown_keys(unknown, sorted(top))}; the run "
+        raise UsageError(f"{origins.source}: {unknown_keys(unknown, sorted(top))}; the run "
                          f"configuration has {sorted(top)}")
     for key in ("algo", "env", "seed"):
         if key in values:
@@ -219,7 +220,7 @@ def _read_tree(values: Mapping[str, Any] | None, origins: _Origins) -> dict[str,
         part = values.get(section)
         part = {} if part is None else part  # "replay:" with nothing under it
         if not isinstance(part, Mapping):
-            raise UsageError(f"--config: {section}: expected a mapping, got {part!r}")
+            raise UsageError(f"{origins.source}: {section}: expected a mapping, got {part!r}")
         tree[section] = dict(part)
         origins.keys.update({(section, str(k)): f"{section}.{k}" for k in part})
     return tree
@@ -232,7 +233,7 @@ def _section(cls: type, section: str, raw: dict[str, Any], origins: _Origins) ->
     except ConfigTypeError as error:
         if error.key is None:  # unknown keys: only a file can hold them
             where = "" if section == "algorithm" and origins.flat else f"{section}: "
-            raise UsageError(f"--config: {where}{error.message}") from None
+            raise UsageError(f"{origins.source}: {where}{error.message}") from None
         raise UsageError(f"{origins.name(section, error.key)}: {error.message}") from None
     try:
         return cls(**values)
@@ -240,20 +241,21 @@ def _section(cls: type, section: str, raw: dict[str, Any], origins: _Origins) ->
         key, _, message = str(error).partition(": ")
         if message and key in {item.name for item in dataclasses.fields(cls)}:
             raise UsageError(f"{origins.name(section, key)}: {message}") from None
-        raise UsageError(f"--config: {section}: {error}") from None
+        raise UsageError(f"{origins.source}: {section}: {error}") from None
 
 
 def resolve(values: Mapping[str, Any] | None = None,
             flags: Mapping[str, Any] | None = None, *, check_learner: bool = True,
-            preset: bool = True) -> TrainConfig:
+            preset: bool = True, source: str = "--config") -> TrainConfig:
     """The run's configuration from a ``--config`` mapping and the command's flags (flag ->
     value, those given only), over the preset of the algorithm and env (``preset``:
     ``algorithms/presets.py``); the env is probed here, once. Every problem is a UsageError
-    naming its flag or key; nothing is created."""
+    naming its flag or key (a key prefixed by ``source``, what the caller calls the
+    mapping); nothing is created."""
     from shoal.actors.envs import UnknownEnv, probe_spec
     from shoal.algorithms.registry import ALGORITHMS
 
-    origins = _Origins()
+    origins = _Origins(source=source)
     tree = _read_tree(values, origins)
     for flag, value in (flags or {}).items():
         section, key = FLAGS.get(flag, ("", flag_dest(flag)))
@@ -312,7 +314,7 @@ def resolve(values: Mapping[str, Any] | None = None,
     try:
         table = config.table  # a table the replay service could not build stops it here
     except ValueError as error:
-        raise UsageError(f"--config: {algo}'s replay table refuses these settings: "
+        raise UsageError(f"{source}: {algo}'s replay table refuses these settings: "
                          f"{error}") from None
     per_update = definition.batch_size(settings, config.run.actors)
     if table.is_queue and per_update > table.max_size:  # a sample that can never be served
@@ -320,7 +322,7 @@ def resolve(values: Mapping[str, Any] | None = None,
                          f"rollouts per update (one per actor), more than its queue holds "
                          f"({table.max_size}); fewer actors, or a bigger queue")
     if check_learner:
-        _check_learner_builds(config)
+        _check_learner_builds(config, source)
     return config
 
 
@@ -356,7 +358,7 @@ def _one_rollout_setting(algorithm: dict[str, Any], origins: _Origins, num_envs:
         algorithm.pop("rollout_length", None)
 
 
-def _check_learner_builds(config: TrainConfig) -> None:
+def _check_learner_builds(config: TrainConfig, source: str) -> None:
     """Builds the learner once on the CPU (milliseconds for these networks), so that a value
     its networks or optimizer refuse (torch checks learning rates, for one) stops the
     command here and not in the learner of a started run."""
@@ -365,7 +367,7 @@ def _check_learner_builds(config: TrainConfig) -> None:
     try:
         config.definition.make_learner(config.algorithm, config.env_spec, torch.device("cpu"))
     except (ValueError, ArithmeticError) as error:
-        raise UsageError(f"--config: {config.algo}'s learner refuses these settings: "
+        raise UsageError(f"{source}: {config.algo}'s learner refuses these settings: "
                          f"{type(error).__name__}: {error}") from None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shoal.actors.evaluation import play_greedy
+from shoal.actors.evaluation import clipped, play_greedy
 from shoal.algorithms.base import Policy
 from shoal.algorithms.normalization import RunningStats, normalizing
 from shoal.launcher.config import TrainConfig, resolve
@@ -98,8 +98,7 @@ class LoadedPolicy:
                              f"[B, *{list(spec.observation_shape)}], got {list(batch.shape)}")
         actions = (self.policy.greedy(batch) if deterministic
                    else self.policy.act(batch).actions)
-        if not spec.discrete:
-            actions = np.clip(actions, spec.action_low, spec.action_high)
+        actions = clipped(actions, None if spec.discrete else (spec.action_low, spec.action_high))
         return actions[0] if single else actions
 
 

@@ -53,6 +53,6 @@ def test_a_misspelt_setting_names_the_nearest_and_creates_nothing(tmp_path):
     with pytest.raises(UsageError, match=r"unknown key 'learnin_rate' \(did you mean "
                                          r"'learning_rate'\?\)"):
         shoal.train("dqn", "CartPole-v1", learnin_rate=1e-3, run_dir=tmp_path / "runs")
-    with pytest.raises(UsageError, match=r"--config: run.total_env_steps: expected an int"):
+    with pytest.raises(UsageError, match=r"shoal.train: run.total_env_steps: expected an int"):
         shoal.train("dqn", "CartPole-v1", total_env_steps="many", run_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
