@@ -5,21 +5,24 @@ shells around ``Actor.run``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
-from shoal.actors.collectors import collector_for
+from shoal.actors.collectors import Collector, Items, collector_for
 from shoal.actors.config import CollectionConfig
 from shoal.actors.envs import episode_returns, make_vector_env
 from shoal.actors.weights import WeightFollower
 from shoal.algorithms.base import Algorithm, EnvSpec, Policy
-from shoal.algorithms.normalization import NormalizingPolicy, normalizing
+from shoal.algorithms.normalization import NormalizingPolicy, RunningStats, normalizing
 from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.reconnecting import ReconnectingWriter
 
@@ -69,6 +72,15 @@ class ActorStats:
         return episodes
 
 
+@dataclass
+class Collecting:
+    """An actor's envs and collector between two of its steps."""
+
+    envs: gym.vector.VectorEnv
+    collector: Collector
+    obs: np.ndarray
+
+
 class Actor:
     def __init__(
         self,
@@ -81,13 +93,14 @@ class Actor:
         actor_index: int,
         num_actors: int,
         seed: int,
-        replay: ReplayClient,
+        replay: ReplayClient | None,
         table: str,
         weights: WeightFollower | None,
     ) -> None:
         """``config``: the algorithm's settings (its ``config_type``); ``spec``: the env's
         spaces, as the run probed them once; ``seed``: the run's (this actor's is
-        seed + 1000 actor_index)."""
+        seed + 1000 actor_index); ``replay``: where ``run`` writes its items (None for an
+        actor driven step by step, as a deterministic run's is)."""
         self.stats = ActorStats(actor=actor_index)
         self._config = config
         self._env_id = env_id
@@ -127,47 +140,68 @@ class Actor:
             pass
         self._follow_weights()
 
-    def run(self, stop: threading.Event, max_env_steps: int | None = None) -> None:
-        """Collects until ``stop`` is set (or this actor took ``max_env_steps`` steps)."""
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[Collecting]:
+        """This actor's envs, reset with its seed, and its collector, closed on leaving."""
         torch.set_num_threads(1)  # many actors share the cores; one thread each
         envs = make_vector_env(self._env_id, self._num_envs, self._seed)
-        collector = collector_for(self._algorithm, self._config, self._num_envs, self.policy,
-                                  self._max_policy_lag)
-        obs, _ = envs.reset(seed=self._seed)
-        stats = self.stats
         try:
-            with ReconnectingWriter(self._replay, self._table, stop,
-                                    max_items_per_message=collector.items_per_message) as writer:
-                while not stop.is_set() and (max_env_steps is None
-                                             or stats.env_steps < max_env_steps):
-                    self._follow_weights()
-                    started = time.perf_counter()
-                    step = self.policy.act(obs)
-                    stats.inference_seconds += time.perf_counter() - started
-                    actions = step.actions if self._bounds is None else np.clip(
-                        step.actions, *self._bounds)
-                    next_obs, rewards, terminated, truncated, info = envs.step(actions)
-                    if stats.first_step_time is None:
-                        stats.first_step_time = time.time()
-                    items = collector.observe(obs, step, rewards, next_obs, terminated,
-                                              truncated, info.get("final_obs"))
-                    if items is not None:
-                        columns, priorities = items
-                        writer.extend(columns, priorities)
-                        stats.items_sent += len(next(iter(columns.values())))
-                        if isinstance(self.policy, NormalizingPolicy) and self._weights:
-                            self._weights.report(self.policy.take_report())
-                        if not collector.may_continue():  # on-policy: bounded lag
-                            self._wait_for_newer_weights(stop)
-                        stats.insert_blocked_seconds = writer.blocked_seconds
-                        stats.items_stored = writer.items_stored
-                        stats.items_lost = writer.items_lost
-                    stats.env_steps += self._num_envs
-                    for env_return, length in episode_returns(info):
-                        stats.record(Episode(stats.actor, env_return, length, stats.env_steps,
-                                             self.policy.version, time.time()))
-                    obs = next_obs
-            stats.items_stored = writer.items_stored  # closing waited for every item
+            collector = collector_for(self._algorithm, self._config, self._num_envs,
+                                      self.policy, self._max_policy_lag)
+            obs, _ = envs.reset(seed=self._seed)
+            yield Collecting(envs, collector, obs)
         finally:
             envs.close()
 
+    def step(self, collecting: Collecting) -> Items | None:
+        """One step of every env with the policy's actions, its episodes recorded; the
+        items it completed (columns, initial priorities or None), or None."""
+        stats = self.stats
+        started = time.perf_counter()
+        step = self.policy.act(collecting.obs)
+        stats.inference_seconds += time.perf_counter() - started
+        actions = step.actions if self._bounds is None else np.clip(step.actions, *self._bounds)
+        next_obs, rewards, terminated, truncated, info = collecting.envs.step(actions)
+        if stats.first_step_time is None:
+            stats.first_step_time = time.time()
+        items = collecting.collector.observe(collecting.obs, step, rewards, next_obs,
+                                             terminated, truncated, info.get("final_obs"))
+        if items is not None:
+            stats.items_sent += len(next(iter(items[0].values())))
+        stats.env_steps += self._num_envs
+        for env_return, length in episode_returns(info):
+            stats.record(Episode(stats.actor, env_return, length, stats.env_steps,
+                                 self.policy.version, time.time()))
+        collecting.obs = next_obs
+        return items
+
+    def observation_report(self) -> RunningStats | None:
+        """The observations seen since the last report, for the run's statistics (None:
+        this policy does not normalise)."""
+        return self.policy.take_report() if isinstance(self.policy, NormalizingPolicy) else None
+
+    def run(self, stop: threading.Event, max_env_steps: int | None = None) -> None:
+        """Collects until ``stop`` is set (or this actor took ``max_env_steps`` steps)."""
+        if self._replay is None:
+            raise ValueError("replay: run writes to a replay service; without one, drive "
+                             "the actor with step")
+        stats = self.stats
+        with self.collecting() as collecting, ReconnectingWriter(
+                self._replay, self._table, stop,
+                max_items_per_message=collecting.collector.items_per_message) as writer:
+            while not stop.is_set() and (max_env_steps is None
+                                         or stats.env_steps < max_env_steps):
+                self._follow_weights()
+                items = self.step(collecting)
+                if items is None:
+                    continue
+                writer.extend(*items)
+                report = self.observation_report()
+                if report is not None and self._weights is not None:
+                    self._weights.report(report)
+                if not collecting.collector.may_continue():  # on-policy: bounded lag
+                    self._wait_for_newer_weights(stop)
+                stats.insert_blocked_seconds = writer.blocked_seconds
+                stats.items_stored = writer.items_stored
+                stats.items_lost = writer.items_lost
+        stats.items_stored = writer.items_stored  # closing waited for every item

@@ -38,9 +38,10 @@ def train(algo: str, env: str, *, config: Mapping[str, Any] | None = None,
     ``settings`` are fields of the run configuration by name: the algorithm's own
     (``learning_rate``, ``batch_size``; ``shoal config --algo X`` lists them) or a
     section's (``total_env_steps``, ``target_return``, ``actors``, ``envs_per_actor``,
-    ``seed``, ``eval_every_env_steps``...). ``config``: a tree as ``--print-config`` prints
-    it, or a flat mapping of the algorithm's settings, under them. ``run_dir``: the parent
-    of the run's directory, as ``--run-dir``."""
+    ``seed``, ``eval_every_env_steps``, ``deterministic``...). ``config``: a tree as
+    ``--print-config`` prints it, or a flat mapping of the algorithm's settings, under
+    them. ``run_dir``: the parent of the run's directory, as ``--run-dir``."""
+    from shoal.launcher import deterministic
     from shoal.launcher.config import resolve
     from shoal.launcher.launch import LocalLaunch
     from shoal.launcher.run_dir import new_run_dir, write_config
@@ -50,7 +51,10 @@ def train(algo: str, env: str, *, config: Mapping[str, Any] | None = None,
     resolved = resolve(values, preset=preset, source="shoal.train")
     directory = new_run_dir(Path(run_dir), resolved.algo, resolved.env, resolved.seed)
     write_config(directory, resolved.to_dict())
-    summary, _ = run(resolved, directory, LocalLaunch())
+    if resolved.run.deterministic:
+        summary, _ = deterministic.run(resolved, directory)
+    else:
+        summary, _ = run(resolved, directory, LocalLaunch())
     return summary
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from shoal.launcher import commands, exit_codes, train_command, view_commands
-from shoal.launcher.flags import FLAGS, METAVARS, flag_dest
+from shoal.launcher.flags import FLAGS, METAVARS, SWITCHES, flag_dest
 from shoal.launcher.usage import UsageError
 
 ALGO_HELP = "one of the registered algorithms"
@@ -77,7 +77,7 @@ def _config_flags(command: argparse.ArgumentParser, *flags: str) -> None:
     dests = {}
     for flag in flags:
         dests[flag] = flag_dest(flag)
-        if flag == "--tls":
+        if flag in SWITCHES:
             command.add_argument(flag, action="store_const", const=True,
                                  help=CONFIG_FLAG_HELP)
         else:
@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_config(train, "--actors", "--max-actors", "--autoscale", "--envs-per-actor",
                     "--total-env-steps", "--target-return", "--return-window",
-                    "--replay-checkpoint-every", "--checkpoint-every", "--tls")
+                    "--replay-checkpoint-every", "--checkpoint-every", "--tls",
+                    "--deterministic")
     train.add_argument("--run-dir", type=Path, default=Path("runs"),
                        help="parent folder of the run directory")
     train.add_argument("--resume", type=Path, help="continue the run in this run directory")

@@ -122,6 +122,22 @@ def seed_learner(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def greedy_evaluation(config: TrainConfig, checkpoints: Path,
+                      env_steps: int) -> Evaluation | None:
+    """Greedy play of the published policy every ``eval_every_env_steps`` (None: never), in
+    the learner's process, off its loop's thread; best.pt beside the checkpoints.
+    ``env_steps``: the run's so far (a resumed run's)."""
+    every = config.learner.eval_every_env_steps
+    if every == 0:
+        return None
+    evaluator = GreedyEvaluator(config.definition, config.algorithm, config.env,
+                                config.env_spec, config.learner.eval_episodes,
+                                seed=config.seed + EVAL_SEED_OFFSET,
+                                normalize_observations=config.collection.normalize_observations)
+    return Evaluation(evaluator, every, checkpoints, env_steps=env_steps,
+                      run_config=config.to_dict())
+
+
 class _Background:
     """Runs ``target(stop)`` in a thread and keeps its error for ``poll``: the one-line
     ``error`` the launcher raises with, and the ``traceback`` that says where, which is
@@ -228,7 +244,7 @@ class LearnerComponent(_Placed):
             learner.load_state_dict(saved["learner"])
             self.resumed = saved["counters"]
         self.env_steps = int(self.resumed.get("env_steps", 0))  # told by the launcher
-        self.evaluation = self._evaluation(config, checkpoints)
+        self.evaluation = greedy_evaluation(config, checkpoints, self.env_steps)
         normalize = config.collection.normalize_observations
         self.parameters = ParameterServer(
             token=wiring.token, host=host, tls=wiring.tls, port=ports.previous.get("port", port),
@@ -257,19 +273,6 @@ class LearnerComponent(_Placed):
                                                       "learner"), host,
                                      ports.previous.get("metrics_port", metrics_port))
         ports.save(port=self.parameters.port, metrics_port=self.metrics.port)
-
-    def _evaluation(self, config: TrainConfig, checkpoints: Path) -> Evaluation | None:
-        """Greedy play of the published policy every ``eval_every_env_steps``, in this
-        process, off the loop's thread; best.pt beside the checkpoints."""
-        every = config.learner.eval_every_env_steps
-        if every == 0:
-            return None
-        evaluator = GreedyEvaluator(config.definition, config.algorithm, config.env,
-                                    config.env_spec, config.learner.eval_episodes,
-                                    seed=config.seed + EVAL_SEED_OFFSET,
-                                    normalize_observations=config.collection.normalize_observations)
-        return Evaluation(evaluator, every, checkpoints, env_steps=self.env_steps,
-                          run_config=config.to_dict())
 
     def address(self) -> str:
         return self.parameters.address

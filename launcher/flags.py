@@ -13,12 +13,16 @@ FLAGS: dict[str, tuple[str, str]] = {
     "--max-actors": ("run", "max_actors"),
     "--autoscale": ("run", "autoscale"),
     "--tls": ("run", "tls"),
+    "--deterministic": ("run", "deterministic"),
     "--envs-per-actor": ("collection", "envs_per_actor"),
     "--max-policy-lag": ("collection", "max_policy_lag"),
     "--replay-checkpoint-every": ("replay", "checkpoint_every_seconds"),
     "--checkpoint-every": ("learner", "checkpoint_every"),
 }
 """Flag -> (section, field) of the tree: the only settings a flag may set."""
+
+SWITCHES = {"--tls", "--deterministic"}
+"""Flags that take no value: given, they set their field to true."""
 
 METAVARS = {"--autoscale": "MIN:MAX", "--max-policy-lag": "K",
             "--replay-checkpoint-every": "SECONDS", "--checkpoint-every": "UPDATES"}

@@ -54,6 +54,9 @@ def resumed_config(args: argparse.Namespace, **extra_flags: object) -> TrainConf
         algorithm.pop("rollout_length", None)
     before = resolve(tree, {}, preset=False, check_learner=False).table
     config = resolve(tree, {**flags, **extra_flags}, preset=False)
+    if config.run.deterministic:
+        raise UsageError(f"--resume: a deterministic run is repeated from its seed, not "
+                         f"resumed: its envs and replay table are not in {run}'s checkpoint")
     if (config.table.name, config.table.max_size, config.table.signature) != (
             before.name, before.max_size, before.signature):
         raise UsageError(f"{', '.join(flags)}: change the replay table the run's checkpoint "
@@ -63,8 +66,10 @@ def resumed_config(args: argparse.Namespace, **extra_flags: object) -> TrainConf
 
 
 def train(args: argparse.Namespace) -> int:
-    _check_ray_address(args)
+    if not args.deterministic:  # a deterministic run joins no cluster
+        _check_ray_address(args)
 
+    from shoal.launcher import deterministic
     from shoal.launcher.run_dir import new_run_dir, write_config
     from shoal.launcher.training import run
 
@@ -80,8 +85,12 @@ def train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
     given_tls = _given_tls(args)
+    if config.run.deterministic and args.address:
+        raise UsageError("--address: a deterministic run trains in this process, without "
+                         "Ray; leave --address out")
     # the last check: after it, the run is created
-    launch = _launch(args, config.run.max_actors, config.run.actors)
+    launch = (None if config.run.deterministic
+              else _launch(args, config.run.max_actors, config.run.actors))
     run_dir = args.resume or new_run_dir(args.run_dir, config.algo, config.env, config.seed)
     tls = given_tls or _generated_tls(config, run_dir)
     write_config(run_dir, config.to_dict())
@@ -92,8 +101,11 @@ def train(args: argparse.Namespace) -> int:
     # SIGTERM ends the run as Ctrl-C does: components stopped, checkpoint and summary written
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    summary, interrupted = run(config, run_dir, launch, tls=tls, resume=args.resume,
-                               started=STARTED)
+    if launch is None:
+        summary, interrupted = deterministic.run(config, run_dir, started=STARTED)
+    else:
+        summary, interrupted = run(config, run_dir, launch,
+                                   tls=tls, resume=args.resume, started=STARTED)
     print(summary.line(interrupted, config.run.return_window, config.run.target_return))
     if args.json:
         print(json.dumps(dataclasses.asdict(summary)))

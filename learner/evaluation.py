@@ -192,9 +192,10 @@ class Evaluation:
         with self._lock:
             return self.results[-1] if self.results else None
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Waits up to ``timeout`` seconds for an evaluation still playing; one that takes
-        longer is left to its daemon thread, and what it finds is dropped."""
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Waits up to ``timeout`` seconds (None: as long as it plays) for an evaluation
+        still playing; one that takes longer is left to its daemon thread, and what it
+        finds is dropped."""
         thread = self._thread
         if thread is None:
             return

@@ -17,17 +17,16 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
 import torch
 
-from shoal.algorithms.base import Learner, Weights
+from shoal.algorithms.base import Learner, StepResult, Weights
 from shoal.algorithms.normalization import CLIP, EPSILON, OBSERVATIONS, RunningStats
 from shoal.learner.checkpoint import save_checkpoint
 from shoal.learner.evaluation import Evaluation
-from shoal.learner.parameter_service import ParameterServer
 from shoal.learner.policy_lag import LagHistogram, item_lags
 from shoal.learner.prefetch import DeviceBatch, Prefetcher
 from shoal.replay_service.client import ReplayClient
@@ -61,15 +60,26 @@ class ObservationNormalizer:
                 if name in OBSERVATIONS else column for name, column in columns.items()}
 
 
+class Publisher(Protocol):
+    """Where published weights go: the ParameterService (``parameter_service.py``), or, in
+    a deterministic run, straight to its one actor."""
+
+    def publish(self, weights: Weights, version: int | None = None) -> int: ...
+
+    def observation_stats_now(self) -> RunningStats | None:
+        """The actors' merged observation statistics (None: the run does not normalise)."""
+        ...
+
+
 class LearnerLoop:
     def __init__(
         self,
         learner: Learner,
         *,
-        replay: ReplayClient,
+        replay: ReplayClient | None,
         table: str,
         batch_size: int,
-        parameters: ParameterServer,
+        parameters: Publisher,
         device: torch.device,
         publish_every: int = 10,
         max_policy_lag: int | None = None,
@@ -80,6 +90,8 @@ class LearnerLoop:
         evaluation: Evaluation | None = None,
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
+        """``replay``: where ``run`` samples and sends priorities; None for a loop driven
+        update by update (``update``, then ``after_update``), as a deterministic run's is."""
         self.learner = learner
         self.stats = LearnerStats(updates=learner.updates)
         self._replay = replay
@@ -122,11 +134,12 @@ class LearnerLoop:
             self.stats.published_version, lambda: published, self.learner.state_dict,
             self._checkpoint_counters)
 
-    def _send_priorities(self, pending: queue.Queue[tuple[np.ndarray, np.ndarray] | None]) -> None:
+    def _send_priorities(self, replay: ReplayClient,
+                         pending: queue.Queue[tuple[np.ndarray, np.ndarray] | None]) -> None:
         while (item := pending.get()) is not None:
             keys, priorities = item
             try:
-                self._replay.update_priorities(self._table, keys, priorities)
+                replay.update_priorities(self._table, keys, priorities)
             except grpc.RpcError as error:
                 if error.code() in RETRYABLE:  # the service restarts from a checkpoint,
                     self.stats.priority_updates_dropped += 1  # whose priorities are older
@@ -135,12 +148,17 @@ class LearnerLoop:
                 return  # the loop sees the thread gone and says why
 
     def run(self, stop: threading.Event, max_updates: int | None = None) -> None:
+        """Trains on the replay service's batches until ``stop`` (or ``max_updates``)."""
+        replay = self._replay
+        if replay is None:
+            raise ValueError("replay: run samples from a replay service; without one, drive "
+                             "the loop with update and after_update")
         self.publish()  # actors start from the learner's initial weights
         pending: queue.Queue[tuple[np.ndarray, np.ndarray] | None] = queue.Queue(maxsize=4)
-        sender = threading.Thread(target=self._send_priorities, args=(pending,),
+        sender = threading.Thread(target=self._send_priorities, args=(replay, pending),
                                   name="priorities", daemon=True)
         sender.start()
-        with ReconnectingSampler(self._replay, self._table, self._batch_size) as batches:
+        with ReconnectingSampler(replay, self._table, self._batch_size) as batches:
             self.prefetcher = Prefetcher(batches, self._device, self._prefetch_depth)
             try:
                 while not stop.is_set() and (max_updates is None
@@ -148,13 +166,11 @@ class LearnerLoop:
                     batch = self.prefetcher.get(stop)
                     if batch is None:
                         break
-                    batch = self._drop_stale(batch)
+                    batch = self.drop_stale(batch)
                     if batch is None:
                         continue
                     start = time.monotonic()
-                    columns = (batch.columns if self.observation_stats is None
-                               else self.observation_stats.normalize(batch.columns))
-                    result = self.learner.step(columns, batch.probabilities)
+                    result = self.update(batch)
                     if result.priorities is not None:
                         while sender.is_alive():  # a dead sender: its error ends the run
                             try:
@@ -164,17 +180,7 @@ class LearnerLoop:
                                 continue
                         else:
                             raise RuntimeError(f"sending priorities failed: {self.priority_error}")
-                    self.stats.update_seconds += time.monotonic() - start
-                    self.stats.updates = self.learner.updates
-                    self.stats.samples += len(batch.keys)
-                    self.stats.metrics.append({"loss": result.loss, **result.metrics})
-                    if self.evaluation is not None:
-                        self.evaluation.raise_failure()
-                    if self.learner.updates % self._publish_every == 0:
-                        self._evaluate_if_due(self.publish())
-                    if (self._checkpoint_every and self._checkpoint_dir is not None
-                            and self.learner.updates % self._checkpoint_every == 0):
-                        self.checkpoint()
+                    self.after_update(batch, result, time.monotonic() - start)
             finally:
                 self.prefetcher.close()
                 with contextlib.suppress(queue.Full):
@@ -183,7 +189,29 @@ class LearnerLoop:
                 if self.evaluation is not None:
                     self.evaluation.close()
 
-    def final_evaluation(self, timeout: float = 300.0) -> None:
+    def update(self, batch: DeviceBatch) -> StepResult:
+        """The algorithm's update on ``batch``, its observations normalised as the actors'
+        policies normalised theirs."""
+        columns = (batch.columns if self.observation_stats is None
+                   else self.observation_stats.normalize(batch.columns))
+        return self.learner.step(columns, batch.probabilities)
+
+    def after_update(self, batch: DeviceBatch, result: StepResult, seconds: float) -> None:
+        """What follows each update, its priorities sent: counters, a failed evaluation
+        raised, weights published (and evaluated when due), a checkpoint when due."""
+        self.stats.update_seconds += seconds
+        self.stats.updates = self.learner.updates
+        self.stats.samples += len(batch.keys)
+        self.stats.metrics.append({"loss": result.loss, **result.metrics})
+        if self.evaluation is not None:
+            self.evaluation.raise_failure()
+        if self.learner.updates % self._publish_every == 0:
+            self._evaluate_if_due(self.publish())
+        if (self._checkpoint_every and self._checkpoint_dir is not None
+                and self.learner.updates % self._checkpoint_every == 0):
+            self.checkpoint()
+
+    def final_evaluation(self, timeout: float | None = 300.0) -> None:
         """Once the loop has ended: evaluates the last weights (published first, so they
         are numbered as the others), unless the last evaluation already played them, and
         waits for it, so best.pt weighs the policy the run ended with: a run stops at its
@@ -206,7 +234,7 @@ class LearnerLoop:
                          self._checkpoint_counters(), final=True)
         evaluation.close(timeout)
 
-    def _drop_stale(self, batch: DeviceBatch) -> DeviceBatch | None:
+    def drop_stale(self, batch: DeviceBatch) -> DeviceBatch | None:
         """Records the batch's policy lag; with ``max_policy_lag`` (asynchronous on-policy
         training), leaves out the items older than that and counts them. None: nothing
         fresh was left to train on."""

@@ -125,6 +125,24 @@ class Table:
     def _counts(self) -> TableCounts:
         return TableCounts(self._size, self._inserted, self._sampled)
 
+    def _may_insert(self, count: int) -> bool:
+        return self.rate_limiter.can_insert(self._counts(), count)
+
+    def _may_sample(self, batch_size: int) -> bool:
+        needed = batch_size if self.selector.without_replacement else 1
+        return self._size >= needed and self.rate_limiter.can_sample(self._counts(), batch_size)
+
+    def can_insert(self, count: int) -> bool:
+        """Whether ``insert`` of ``count`` items would store them now, without waiting: for
+        a caller that drives both sides in one thread (a deterministic run)."""
+        with self._gate.lock:
+            return self._may_insert(count)
+
+    def can_sample(self, batch_size: int) -> bool:
+        """Whether ``sample(batch_size)`` would draw now, without waiting."""
+        with self._gate.lock:
+            return self._may_sample(batch_size)
+
     def _limiter_held(self) -> str:
         return f"the rate limiter ({self.rate_limiter.kind}); size {self._size}"
 
@@ -157,8 +175,8 @@ class Table:
         """
         count, checked, initial = self._store.validated(columns, priorities)
         with self._gate.lock:
-            self._gate.wait(lambda: self.rate_limiter.can_insert(self._counts(), count),
-                            "insert", timeout, cancel, self._limiter_held)
+            self._gate.wait(lambda: self._may_insert(count), "insert", timeout, cancel,
+                            self._limiter_held)
             keys = np.arange(self._next_key, self._next_key + count, dtype=np.int64)
             slots = keys % self.max_size
             start = int(slots[0])
@@ -216,12 +234,9 @@ class Table:
                                              f"got {batch_size}")
         if batches < 1:
             raise InvalidItems("batches", f"expected >= 1, got {batches}")
-        needed = batch_size if self.selector.without_replacement else 1
         with self._gate.lock:
-            self._gate.wait(
-                lambda: self._size >= needed
-                and self.rate_limiter.can_sample(self._counts(), batch_size),
-                "sample", timeout, cancel, self._limiter_held)
+            self._gate.wait(lambda: self._may_sample(batch_size), "sample", timeout, cancel,
+                            self._limiter_held)
             size = self._size
             count = self._batches_allowed(batch_size, batches)
             slots, probabilities = self._index.sample(count * batch_size, size, self._rng)

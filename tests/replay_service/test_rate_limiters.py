@@ -98,6 +98,26 @@ def test_sample_to_insert_ratio_blocks_the_faster_side_both_ways():
     assert sampler.finish().error is None
 
 
+def test_can_insert_and_can_sample_say_what_the_calls_would_do_without_waiting():
+    """What a deterministic run asks before each call, driving both sides in one thread."""
+    limiter = SampleToInsertRatio(samples_per_insert=1.0, min_size_to_sample=4, error_buffer=4)
+    table = Table("t", Prioritized(), OldestFirst(), 1000, limiter, CARTPOLE_SIGNATURE)
+    assert table.can_insert(1) and not table.can_sample(1)  # empty: below min size
+    table.insert(transitions(9))  # diff 9 > offset + buffer: inserts would wait
+    assert not table.can_insert(1) and table.can_sample(4)
+    table.sample(4)
+    assert table.can_insert(1)
+    table.sample(5)  # diff 0 = offset - buffer: one more sample may go
+    assert table.can_sample(1)
+    table.sample(1)  # diff -1 < offset - buffer: samples would wait
+    assert not table.can_sample(1)
+    queue = Table.queue("q", 2, CARTPOLE_SIGNATURE)
+    assert queue.can_insert(2) and not queue.can_insert(3) and not queue.can_sample(1)
+    queue.insert(transitions(2))
+    assert not queue.can_insert(1) and queue.can_sample(1)
+    assert table.stats().inserts_waiting == table.stats().samples_waiting == 0
+
+
 def test_blocked_calls_time_out_or_are_released_by_cancel_and_close():
     table = Table("t", Prioritized(), OldestFirst(), 100, MinSize(5), CARTPOLE_SIGNATURE)
     with pytest.raises(RateLimiterTimeout, match=r"sample on table 't' waited 0\.05s"):
