@@ -64,9 +64,8 @@ class RunConfig:
     """TLS on every channel of the run, with a certificate generated for it (RUN_DIR/tls/)
     unless --tls-cert/--tls-key give one."""
     deterministic: bool = False
-    """One actor, the replay table and the learner in lockstep in this process, each seeded
-    with the run's seed: two runs of one configuration and seed give the same episodes and
-    the same final weights. Nothing overlaps, so it trains slower; no Ray, no sockets."""
+    """One actor, the replay table and the learner in lockstep in this process, seeded: two
+    runs of one configuration and seed give the same episodes and final weights (slower)."""
 
     def __post_init__(self) -> None:
         for name in ("total_env_steps", "return_window", "actors", "max_actors"):
@@ -81,13 +80,11 @@ class RunConfig:
         if self.max_actors < self.actors:
             raise ValueError(f"max_actors: expected >= actors ({self.actors}), "
                              f"got {self.max_actors}")
-        if self.deterministic:
-            for name, allowed, why in (
-                    ("actors", self.actors == 1, f"one actor, got {self.actors}"),
-                    ("autoscale", self.autoscale is None, "one actor throughout"),
-                    ("tls", not self.tls, "one process, no channel to secure")):
-                if not allowed:
-                    raise ValueError(f"{name}: a deterministic run has {why}")
+        for name, refused, why in (("actors", self.actors != 1, f"one actor, got {self.actors}"),
+                                   ("autoscale", self.autoscale, "one actor throughout"),
+                                   ("tls", self.tls, "one process, no channel to secure")):
+            if self.deterministic and refused:
+                raise ValueError(f"{name}: a deterministic run has {why}")
 
     @property
     def autoscale_range(self) -> AutoscaleRange | None:

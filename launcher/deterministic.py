@@ -25,7 +25,6 @@ out is what is not reproduced: throughput, Prometheus endpoints, ``shoal scale``
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from shoal.launcher.config import TrainConfig
 from shoal.launcher.monitor import Progress
 from shoal.launcher.run_dir import EventLog
 from shoal.launcher.tensorboard import TensorBoardSink
-from shoal.launcher.training import Summary, write_failure
+from shoal.launcher.training import Summary, write_failure, write_summary
 from shoal.learner.learner import LearnerLoop
 from shoal.learner.prefetch import to_device
 from shoal.replay_service.client import SampleBatch
@@ -182,13 +181,7 @@ def run(config: TrainConfig, run_dir: Path, *,
         ended = time.time()
         if evaluation is not None:
             ended -= sum(result.seconds for result in evaluation.results)  # not training
-        summary = Summary(
-            reached=progress.reached, mean_return=progress.mean_return,
-            env_steps=progress.env_steps, updates=progress.updates,
-            seconds_from_first_step=ended - (progress.first_step_time or ended),
-            seconds_total=ended - started, run_dir=str(run_dir),
-            best_eval_return=progress.best_eval_return)
-        events.write("summary", **dataclasses.asdict(summary), interrupted=interrupted)
+        summary = write_summary(events, progress, run_dir, started, ended, interrupted)
     return summary, interrupted
 
 

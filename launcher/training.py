@@ -34,7 +34,7 @@ from shoal.launcher.control import (
 from shoal.launcher.fleet import ActorFleet
 from shoal.launcher.launch import Handle, Launch, LocalLaunch
 from shoal.launcher.metrics import LauncherCollector
-from shoal.launcher.monitor import RunMonitor
+from shoal.launcher.monitor import Progress, RunMonitor
 from shoal.launcher.run_dir import EventLog, remove_from_targets_index, write_prometheus_targets
 from shoal.launcher.tensorboard import TensorBoardSink
 from shoal.protos.exposition import MetricsServer
@@ -148,14 +148,22 @@ def run(config: TrainConfig, run_dir: Path, launch: Launch, *, tls: Tls | None =
         if finished is not None:
             progress.add_evaluations(finished["evaluations"], finished["best_eval_return"])
             ended -= sum(result["seconds"] for result in finished["evaluations"])  # not training
-        summary = Summary(
-            reached=progress.reached, mean_return=progress.mean_return,
-            env_steps=progress.env_steps, updates=progress.updates,
-            seconds_from_first_step=ended - (progress.first_step_time or ended),
-            seconds_total=ended - started, run_dir=str(run_dir),
-            best_eval_return=progress.best_eval_return)
-        events.write("summary", **dataclasses.asdict(summary), interrupted=interrupted)
+        summary = write_summary(events, progress, run_dir, started, ended, interrupted)
     return summary, interrupted
+
+
+def write_summary(events: EventLog, progress: Progress, run_dir: Path, started: float,
+                  ended: float, interrupted: bool) -> Summary:
+    """The run's summary event, and the summary; ``ended``: when training ended (the time
+    its final evaluations played taken off)."""
+    summary = Summary(
+        reached=progress.reached, mean_return=progress.mean_return,
+        env_steps=progress.env_steps, updates=progress.updates,
+        seconds_from_first_step=ended - (progress.first_step_time or ended),
+        seconds_total=ended - started, run_dir=str(run_dir),
+        best_eval_return=progress.best_eval_return)
+    events.write("summary", **dataclasses.asdict(summary), interrupted=interrupted)
+    return summary
 
 
 def write_failure(events: EventLog, error: BaseException, call: Callable[..., Any],
