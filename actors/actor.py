@@ -204,4 +204,8 @@ class Actor:
                 stats.insert_blocked_seconds = writer.blocked_seconds
                 stats.items_stored = writer.items_stored
                 stats.items_lost = writer.items_lost
+            held = collecting.collector.flush()
+            if held is not None:
+                stats.items_sent += len(next(iter(held[0].values())))
+                writer.extend(*held)
         stats.items_stored = writer.items_stored  # closing waited for every item

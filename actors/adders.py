@@ -11,39 +11,57 @@ terminated. A truncated episode (time limit) still bootstraps, from its final ob
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
-from typing import Any, NamedTuple
 
 import numpy as np
 
 
-class _Pending(NamedTuple):
-    obs: np.ndarray
-    action: np.ndarray
-    reward: float
-    extras: tuple[Any, ...]   # the policy's extras of this env at this step
-    version: int
-
-
 class NStepTransitionAdder:
+    """Vectorised over envs: the last n steps of every env sit in ring buffers ([n, E, ...],
+    slot = step mod n) and completed transitions are written into growing output columns.
+    In the common step (every env has n steps pending, none ended) each field costs one
+    array operation for all envs; envs whose episode ended are walked one by one. The
+    per-env Python loop this replaces was most of an actor's own cost on CartPole."""
+
     def __init__(self, num_envs: int, n_step: int, gamma: float) -> None:
         if n_step < 1:
             raise ValueError(f"n_step: expected >= 1, got {n_step}")
         self.n_step = n_step
         self.gamma = gamma
-        self._pending: list[deque[_Pending]] = [deque() for _ in range(num_envs)]
-        self._out: list[tuple[_Pending, float, np.ndarray, float]] = []
+        self._num_envs = num_envs
+        self._powers = gamma ** np.arange(n_step, dtype=np.float64)
+        # weights[s] @ rewards (the [n, E] ring) is the n-step return of the steps whose
+        # oldest sits in slot s: slot j is (j - s) mod n steps after it
+        self._weights = np.stack([self._powers[(np.arange(n_step) - s) % n_step]
+                                  for s in range(n_step)])
+        self._ring: dict[str, np.ndarray] = {}      # obs, action, reward, extra.*
+        self._versions = np.zeros(n_step, np.int64)  # each slot's policy version
         self._extra_names: tuple[str, ...] = ()
+        self._pending = np.zeros(num_envs, np.int64)  # steps not yet emitted, per env
+        self._all_full = False                         # every env has n steps pending
+        self._step = 0                                  # vector steps added so far
+        self._out: dict[str, np.ndarray] = {}
+        self.ready = 0   # transitions completed and not yet taken
 
-    def _emit(self, env: int, bootstrap_obs: np.ndarray, terminated: bool) -> None:
-        """The oldest pending step of ``env`` becomes a transition to ``bootstrap_obs``."""
-        steps = self._pending[env]
-        reward = 0.0
-        for k, step in enumerate(steps):
-            reward += self.gamma ** k * step.reward
-        discount = 0.0 if terminated else self.gamma ** len(steps)
-        self._out.append((steps.popleft(), reward, bootstrap_obs, discount))
+    def _rings(self, values: Mapping[str, np.ndarray]) -> None:
+        for name, value in values.items():
+            self._ring[name] = np.empty((self.n_step, *value.shape), value.dtype)
+
+    def _reserve(self, count: int, bootstrap: np.ndarray) -> slice:
+        """Room for ``count`` more transitions in the output columns (doubling them)."""
+        start, stop = self.ready, self.ready + count
+        if not self._out or stop > len(self._out["reward"]):
+            size = max(2 * stop, 64)
+            fields = {**{name: ring[0, 0] for name, ring in self._ring.items()},
+                      "next_obs": bootstrap, "discount": np.float64(0),
+                      "version": np.int64(0)}
+            grown = {name: np.empty((size, *np.shape(value)), np.asarray(value).dtype)
+                     for name, value in fields.items()}
+            for name, column in self._out.items():
+                grown[name][:start] = column[:start]
+            self._out = grown
+        self.ready = stop
+        return slice(start, stop)
 
     def add(
         self,
@@ -62,41 +80,92 @@ class NStepTransitionAdder:
         observation of the finished one is ``final_obs[env]`` (gymnasium's SAME_STEP
         autoreset). ``extras`` (per env: the policy's, whatever their names) travel with
         the transition that starts at this step, for its initial priority."""
-        extras = extras or {}
-        self._extra_names = tuple(extras)
-        columns = [extras[name] for name in self._extra_names]
-        for env in range(len(actions)):
-            self._pending[env].append(_Pending(
-                obs[env], actions[env], float(rewards[env]),
-                tuple(column[env] for column in columns), version))
-            done = bool(terminated[env] or truncated[env])
-            if done:
-                assert final_obs is not None, "an episode ended without its final observation"
-                last = final_obs[env]
-                while self._pending[env]:
-                    self._emit(env, last, bool(terminated[env]))
-            elif len(self._pending[env]) == self.n_step:
-                self._emit(env, next_obs[env], terminated=False)
+        values = {"obs": obs, "action": actions, "reward": rewards,
+                  **{f"extra.{name}": value for name, value in (extras or {}).items()}}
+        if not self._ring:
+            self._extra_names = tuple(extras or {})
+            self._rings({name: np.asarray(value) for name, value in values.items()})
+        n = self.n_step
+        slot = self._step % n
+        for name, value in values.items():
+            self._ring[name][slot] = value
+        self._versions[slot] = version
+        self._step += 1
+        oldest = self._step % n  # of an env with n steps pending
+        done = np.logical_or(terminated, truncated)
+        if self._all_full and not done.any():
+            self._emit_all(oldest, next_obs)
+            return
+        self._pending = np.minimum(self._pending + 1, n)
+        full = np.flatnonzero((self._pending == n) & ~done)
+        if len(full):
+            self._emit_some(oldest, full, next_obs)
+            self._pending[full] -= 1
+        for env in np.flatnonzero(done):
+            assert final_obs is not None, "an episode ended without its final observation"
+            self._emit_episode_end(int(env), np.asarray(final_obs[env]),
+                                   bool(terminated[env]))
+        self._all_full = bool((self._pending == n - 1).all())  # n after the next add
+
+    def _emit_all(self, oldest: int, next_obs: np.ndarray) -> None:
+        """Every env's oldest pending step becomes a transition to ``next_obs``."""
+        rows = self._reserve(self._num_envs, next_obs[0])
+        out = self._out
+        for name, ring in self._ring.items():
+            if name != "reward":
+                out[name][rows] = ring[oldest]
+        out["reward"][rows] = self._weights[oldest] @ self._ring["reward"]
+        out["next_obs"][rows] = next_obs
+        out["discount"][rows] = self.gamma ** self.n_step
+        out["version"][rows] = self._versions[oldest]
+
+    def _emit_some(self, oldest: int, envs: np.ndarray, next_obs: np.ndarray) -> None:
+        rows = self._reserve(len(envs), next_obs[0])
+        out = self._out
+        for name, ring in self._ring.items():
+            if name != "reward":
+                out[name][rows] = ring[oldest, envs]
+        out["reward"][rows] = self._weights[oldest] @ self._ring["reward"][:, envs]
+        out["next_obs"][rows] = next_obs[envs]
+        out["discount"][rows] = self.gamma ** self.n_step
+        out["version"][rows] = self._versions[oldest]
+
+    def _emit_episode_end(self, env: int, last: np.ndarray, terminated: bool) -> None:
+        """Every pending step of ``env`` becomes a transition to its final observation."""
+        count = int(self._pending[env])
+        slots = (self._step - count + np.arange(count)) % self.n_step   # oldest first
+        own = self._ring["reward"][slots, env].astype(np.float64)
+        rows = self._reserve(count, last)
+        out = self._out
+        for name, ring in self._ring.items():
+            if name != "reward":
+                out[name][rows] = ring[slots, env]
+        # the j-th oldest step's return runs to the episode's end: count - j steps
+        out["reward"][rows] = [self._powers[:count - j] @ own[j:] for j in range(count)]
+        out["next_obs"][rows] = last
+        out["discount"][rows] = (0.0 if terminated
+                                 else self.gamma ** (count - np.arange(count)))
+        out["version"][rows] = self._versions[slots]
+        self._pending[env] = 0
 
     def take(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
         """The transitions completed since the last call, as columns, and the extras of
         the steps they start at, as columns of their own (None if there are none)."""
-        if not self._out:
+        if not self.ready:
             return None
-        steps, rewards, bootstrap, discounts = zip(*self._out, strict=True)
-        self._out = []
-        actions = np.stack([np.asarray(step.action) for step in steps])
-        extras = {name: np.stack([step.extras[index] for step in steps])
-                  for index, name in enumerate(self._extra_names)}
+        columns = {name: column[:self.ready].copy() for name, column in self._out.items()}
+        self.ready = 0
+        extras = {name: columns.pop(f"extra.{name}") for name in self._extra_names}
+        actions = columns["action"]
         return {
-            "obs": np.stack([step.obs for step in steps]),
+            "obs": columns["obs"],
             # discrete actions as int64 (DQN), Box actions as float32 (SAC)
             "action": actions.astype(np.int64 if np.issubdtype(actions.dtype, np.integer)
-                                     else np.float32),
-            "reward": np.array(rewards, dtype=np.float32),
-            "next_obs": np.stack(bootstrap),
-            "discount": np.array(discounts, dtype=np.float32),
-            "version": np.array([step.version for step in steps], dtype=np.int64),
+                                     else np.float32, copy=False),
+            "reward": columns["reward"].astype(np.float32),
+            "next_obs": columns["next_obs"],
+            "discount": columns["discount"].astype(np.float32),
+            "version": columns["version"],
         }, extras
 
 

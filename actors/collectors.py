@@ -48,6 +48,10 @@ class Collector(Protocol):
         weights first."""
         ...
 
+    def flush(self) -> Items | None:
+        """Items complete but held back for a fuller batch (the actor is stopping)."""
+        ...
+
 
 class TransitionCollector:
     @staticmethod
@@ -55,7 +59,8 @@ class TransitionCollector:
         return True  # off-policy: collect regardless of the learner
 
     def __init__(self, items: TransitionItems, num_envs: int, policy: TransitionPolicy) -> None:
-        # Many small items: the writer batches them into messages.
+        # Many small items, handed on a message's worth at a time: one forward pass scores
+        # a message's initial priorities, where one per env step cost as much as acting.
         self.items_per_message = items.items_per_message
         self._adder = NStepTransitionAdder(num_envs, items.n_step, items.gamma)
         self._policy = policy
@@ -65,6 +70,11 @@ class TransitionCollector:
                 final_obs: np.ndarray | None) -> Items | None:
         self._adder.add(obs, step.actions, rewards, next_obs, terminated, truncated, final_obs,
                         self._policy.version, step.extras)
+        if self._adder.ready < self.items_per_message:
+            return None
+        return self.flush()
+
+    def flush(self) -> Items | None:
         taken = self._adder.take()
         if taken is None:
             return None
@@ -74,6 +84,10 @@ class TransitionCollector:
 
 class RolloutCollector:
     items_per_message = 1  # a rollout is a message of its own; the learner waits for it
+
+    @staticmethod
+    def flush() -> None:
+        return None  # a rollout is handed on as soon as it is complete
 
     def __init__(self, items: RolloutItems, num_envs: int, policy: RolloutPolicy,
                  max_policy_lag: int | None) -> None:

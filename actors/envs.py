@@ -3,7 +3,9 @@ standard DQN preprocessing.
 
 Every env reports true episode returns through ``RecordEpisodeStatistics``, wrapped
 beneath the training-only changes (episodic life, reward clipping), so what a run logs
-is the game's score, not the clipped, per-life signal the agent learns from.
+is the game's score, not the clipped, per-life signal the agent learns from; lengths are
+agent steps. Actors step the native vector envs of ``native_envs`` (the same semantics,
+without a Python loop over envs) where one exists; evaluation plays single ``make_env``s.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.wrappers import (
     AtariPreprocessing,
     ClipReward,
@@ -20,6 +22,7 @@ from gymnasium.wrappers import (
     RecordEpisodeStatistics,
 )
 
+from shoal.actors.native_envs import native_vector_env
 from shoal.algorithms.base import EnvSpec
 
 
@@ -77,27 +80,33 @@ def make_env(env_id: str, training: bool = True, render_mode: str | None = None)
                else gym.make(env_id, render_mode=render_mode))
     except gym.error.Error as error:
         raise UnknownEnv(f"--env: {error}") from None
-    env = RecordEpisodeStatistics(env)
     if is_atari(env_id):
         env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84,
                                  grayscale_obs=True, terminal_on_life_loss=False)
+    env = RecordEpisodeStatistics(env)  # lengths in agent steps (4 frames each on Atari)
+    if is_atari(env_id):
         if training:
             env = ClipReward(EpisodicLife(env), -1.0, 1.0)
         env = FrameStackObservation(env, 4)
     return env
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int, training: bool = True) -> SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int, seed: int, training: bool = True,
+                    native: bool = True) -> VectorEnv:
     """``num_envs`` copies stepped together. SAME_STEP autoreset: an env whose episode ends
     returns the next episode's first observation at once, and the finished episode's last
-    observation in ``info["final_obs"]`` (what an n-step adder needs to bootstrap)."""
-    envs = SyncVectorEnv([lambda: make_env(env_id, training) for _ in range(num_envs)],
-                         autoreset_mode=AutoresetMode.SAME_STEP)
+    observation in ``info["final_obs"]`` (what an n-step adder needs to bootstrap).
+    ``native``: a vector env that steps all copies outside Python's per-env loop where
+    ``native_envs`` has one (Atari, CartPole), a ``SyncVectorEnv`` of ``make_env`` else."""
+    envs = native_vector_env(env_id, num_envs, training) if native else None
+    if envs is None:
+        envs = SyncVectorEnv([lambda: make_env(env_id, training) for _ in range(num_envs)],
+                             autoreset_mode=AutoresetMode.SAME_STEP)
     envs.action_space.seed(seed)
     return envs  # the caller's first reset(seed=...) seeds the envs
 
 
-def env_spec(env: gym.Env | SyncVectorEnv) -> EnvSpec:
+def env_spec(env: gym.Env | VectorEnv) -> EnvSpec:
     observation = getattr(env, "single_observation_space", env.observation_space)
     action = getattr(env, "single_action_space", env.action_space)
     if isinstance(action, gym.spaces.Discrete):
@@ -122,8 +131,11 @@ def probe_spec(env_id: str) -> EnvSpec:
 
 def episode_returns(info: dict[str, Any]) -> list[tuple[float, int]]:
     """(return, length) of every episode that ended in this vector step (true returns).
-    With SAME_STEP autoreset the finished episodes' infos sit under ``final_info``."""
+    A SyncVectorEnv's SAME_STEP autoreset puts the finished episodes' infos under
+    ``final_info``; the native envs put them in ``info`` itself."""
     final = info.get("final_info", {})
+    if "episode" not in final:
+        final = info
     episode = final.get("episode")
     if episode is None:
         return []

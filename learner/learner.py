@@ -28,9 +28,9 @@ from shoal.algorithms.normalization import CLIP, EPSILON, OBSERVATIONS, RunningS
 from shoal.learner.checkpoint import save_checkpoint
 from shoal.learner.evaluation import Evaluation
 from shoal.learner.policy_lag import LagHistogram, item_lags
-from shoal.learner.prefetch import DeviceBatch, Prefetcher
+from shoal.learner.prefetch import DeviceBatch, Prefetcher, prefetching
 from shoal.replay_service.client import ReplayClient
-from shoal.replay_service.reconnecting import RETRYABLE, ReconnectingSampler
+from shoal.replay_service.reconnecting import RETRYABLE
 
 
 @dataclass
@@ -158,9 +158,9 @@ class LearnerLoop:
         sender = threading.Thread(target=self._send_priorities, args=(replay, pending),
                                   name="priorities", daemon=True)
         sender.start()
-        with ReconnectingSampler(replay, self._table, self._batch_size) as batches:
-            self.prefetcher = Prefetcher(batches, self._device, self._prefetch_depth)
-            try:
+        try:
+            with prefetching(replay, self._table, self._batch_size, self._device,
+                             self._prefetch_depth) as self.prefetcher:
                 while not stop.is_set() and (max_updates is None
                                              or self.stats.updates < max_updates):
                     batch = self.prefetcher.get(stop)
@@ -181,13 +181,12 @@ class LearnerLoop:
                         else:
                             raise RuntimeError(f"sending priorities failed: {self.priority_error}")
                     self.after_update(batch, result, time.monotonic() - start)
-            finally:
-                self.prefetcher.close()
-                with contextlib.suppress(queue.Full):
-                    pending.put_nowait(None)
-                sender.join(timeout=5)
-                if self.evaluation is not None:
-                    self.evaluation.close()
+        finally:
+            with contextlib.suppress(queue.Full):
+                pending.put_nowait(None)
+            sender.join(timeout=5)
+            if self.evaluation is not None:
+                self.evaluation.close()
 
     def update(self, batch: DeviceBatch) -> StepResult:
         """The algorithm's update on ``batch``, its observations normalised as the actors'

@@ -18,7 +18,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from shoal.replay_service.client import SampleBatch
+from shoal.protos import replay_pb2
+from shoal.replay_service.client import ReplayClient, SampleBatch, decode_sample
+from shoal.replay_service.reconnecting import ReconnectingSampler
 
 
 class DeviceBatch(NamedTuple):
@@ -38,6 +40,12 @@ def to_device(batch: SampleBatch, device: torch.device) -> DeviceBatch:
 
     return DeviceBatch(batch.keys.copy(), move(batch.probabilities),
                        {name: move(column) for name, column in batch.columns.items()})
+
+
+def batch_from_message(message: replay_pb2.SampleResponse, device: torch.device) -> DeviceBatch:
+    """What the prefetch thread does with a message of one batch (timed by
+    ``benchmarks/sample_path.py``)."""
+    return to_device(decode_sample(message), device)
 
 
 _END = object()
@@ -96,3 +104,16 @@ class Prefetcher:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def prefetching(replay: ReplayClient, table: str, batch_size: int, device: torch.device,
+                depth: int = 4) -> Iterator[Prefetcher]:
+    """The learner's batches: a Sample stream that outlives restarts of the replay
+    service, read ahead onto ``device`` by a Prefetcher."""
+    with ReconnectingSampler(replay, table, batch_size) as batches:
+        prefetcher = Prefetcher(batches, device, depth)
+        try:
+            yield prefetcher
+        finally:
+            prefetcher.close()

@@ -277,21 +277,7 @@ class Sampler:
         if self._buffers:
             out = self._buffers[self._next_buffer]
             self._next_buffer = (self._next_buffer + 1) % len(self._buffers)
-        columns = {}
-        for name, tensor in response.columns.items():
-            if out is not None and tensor.compression != replay_pb2.COMPRESSION_NONE:
-                shape = tuple(tensor.shape)
-                buffer = out.get(name)
-                if buffer is None or buffer.shape != shape:
-                    buffer = out[name] = np.empty(shape, codec.wire_dtype(tensor.dtype, name))
-                columns[name] = codec.decode_tensor(tensor, name, out=buffer)
-            else:
-                columns[name] = codec.decode_tensor(tensor, name)
-        return SampleBatch(
-            keys=codec.decode_tensor(response.keys, "keys"),
-            probabilities=codec.decode_tensor(response.probabilities, "probabilities"),
-            columns=columns,
-        )
+        return decode_sample(response, out)
 
     def close(self) -> None:
         self._call.cancel()
@@ -301,6 +287,27 @@ class Sampler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def decode_sample(response: replay_pb2.SampleResponse,
+                  out: dict[str, np.ndarray] | None = None) -> SampleBatch:
+    """A SampleResponse as arrays; compressed fields are decompressed into ``out``'s arrays
+    (made there when missing or of another shape) when it is given."""
+    columns = {}
+    for name, tensor in response.columns.items():
+        if out is not None and tensor.compression != replay_pb2.COMPRESSION_NONE:
+            shape = tuple(tensor.shape)
+            buffer = out.get(name)
+            if buffer is None or buffer.shape != shape:
+                buffer = out[name] = np.empty(shape, codec.wire_dtype(tensor.dtype, name))
+            columns[name] = codec.decode_tensor(tensor, name, out=buffer)
+        else:
+            columns[name] = codec.decode_tensor(tensor, name)
+    return SampleBatch(
+        keys=codec.decode_tensor(response.keys, "keys"),
+        probabilities=codec.decode_tensor(response.probabilities, "probabilities"),
+        columns=columns,
+    )
 
 
 class ReplayClient:
