@@ -151,22 +151,39 @@ def into_prefetch(client: Any, table: str, batch_size: int, seconds: float,
     return taken / elapsed, used / taken
 
 
+class Recorded:
+    """Sample messages taken beforehand, served as a Sample stream is."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self._messages = iter(messages)
+
+    def __next__(self) -> Any:
+        return next(self._messages)
+
+    def cancel(self) -> None:
+        """Nothing to cancel."""
+
+
 def decode_ms(client: Any, table: str, batch_size: int, repeats: int = 20) -> float:
-    """The prefetch thread's work per message of one batch, timed alone: the median."""
+    """The prefetch thread's work per message of one batch (decode as the learner's sampler
+    does, ``learner.prefetch.decoding``, then tensors), timed alone: the median."""
     import torch
 
-    from shoal.learner.prefetch import batch_from_message
+    from shoal.learner.prefetch import decoding, to_device
     from shoal.protos import replay_pb2
+    from shoal.replay_service.client import Sampler
 
     request = replay_pb2.SampleRequest(table=table, batch_size=batch_size, prefetch=1,
-                                       num_batches=repeats)
+                                       num_batches=repeats + 8)
     messages = list(client._stub.Sample(request, metadata=client._metadata))
     times = []
     device = torch.device("cpu")
-    for message in messages:
-        started = time.perf_counter()
-        batch_from_message(message, device)
-        times.append(time.perf_counter() - started)
+    with Sampler(Recorded(messages), **decoding(4)) as sampler:
+        for index in range(len(messages)):
+            started = time.perf_counter()
+            to_device(next(sampler), device)
+            if index >= 8:  # the buffers made: what a running learner sees
+                times.append(time.perf_counter() - started)
     return 1000 * statistics.median(times)
 
 

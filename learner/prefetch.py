@@ -9,6 +9,7 @@ waited for a batch anyway: the sign that collection, not training, is the bottle
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -18,8 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from shoal.protos import replay_pb2
-from shoal.replay_service.client import ReplayClient, SampleBatch, decode_sample
+from shoal.replay_service.client import ReplayClient, SampleBatch
 from shoal.replay_service.reconnecting import ReconnectingSampler
 
 
@@ -30,10 +30,13 @@ class DeviceBatch(NamedTuple):
 
 
 def to_device(batch: SampleBatch, device: torch.device) -> DeviceBatch:
+    """Tensors over the batch's arrays: decompressed fields as they are (the sampler's
+    rotating buffers; no second copy on the CPU), fields read straight from the message's
+    bytes copied (they are read-only)."""
     pin = device.type == "cuda"
 
     def move(array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.array(array))  # a writable copy of the message's bytes
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
         if pin:
             tensor = tensor.pin_memory()
         return tensor.to(device, non_blocking=pin)
@@ -42,10 +45,12 @@ def to_device(batch: SampleBatch, device: torch.device) -> DeviceBatch:
                        {name: move(column) for name, column in batch.columns.items()})
 
 
-def batch_from_message(message: replay_pb2.SampleResponse, device: torch.device) -> DeviceBatch:
-    """What the prefetch thread does with a message of one batch (timed by
-    ``benchmarks/sample_path.py``)."""
-    return to_device(decode_sample(message), device)
+def decoding(depth: int) -> dict[str, int]:
+    """How the learner's sampler decodes: into depth + 4 rotating sets of buffers, so a
+    batch's arrays are written over only once the learner is past it (at most ``depth``
+    batches wait in the queue, one is in the prefetch thread's hand, one in the learner's,
+    and the sampler's current message may hold several), by up to 4 threads."""
+    return {"reuse_buffers": depth + 4, "decode_threads": min(4, os.cpu_count() or 1)}
 
 
 _END = object()
@@ -111,7 +116,7 @@ def prefetching(replay: ReplayClient, table: str, batch_size: int, device: torch
                 depth: int = 4) -> Iterator[Prefetcher]:
     """The learner's batches: a Sample stream that outlives restarts of the replay
     service, read ahead onto ``device`` by a Prefetcher."""
-    with ReconnectingSampler(replay, table, batch_size) as batches:
+    with ReconnectingSampler(replay, table, batch_size, **decoding(depth)) as batches:
         prefetcher = Prefetcher(batches, device, depth)
         try:
             yield prefetcher

@@ -20,6 +20,7 @@ import logging
 import queue
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import grpc
@@ -247,13 +248,18 @@ class Sampler:
     A message may carry several batches; they come out one by one, as views into it.
     With ``reuse_buffers=k`` decompressed fields are written into k rotating sets of
     arrays instead of new ones per message (a batch is valid until k more messages came).
+    With ``decode_threads`` > 1 a message's compressed rows are decompressed by that many
+    threads (the codecs release the GIL).
     """
 
-    def __init__(self, call: Any, reuse_buffers: int = 0) -> None:
+    def __init__(self, call: Any, reuse_buffers: int = 0, decode_threads: int = 0) -> None:
         self._call = call
         self._buffers: list[dict[str, np.ndarray]] = [{} for _ in range(reuse_buffers)]
         self._next_buffer = 0
         self._pending: list[SampleBatch] = []
+        self._threads = decode_threads
+        self._pool = (ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+                      if decode_threads > 1 else None)
 
     def __iter__(self) -> Sampler:
         return self
@@ -277,10 +283,12 @@ class Sampler:
         if self._buffers:
             out = self._buffers[self._next_buffer]
             self._next_buffer = (self._next_buffer + 1) % len(self._buffers)
-        return decode_sample(response, out)
+        return decode_sample(response, out, self._pool, self._threads)
 
     def close(self) -> None:
         self._call.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def __enter__(self) -> Sampler:
         return self
@@ -290,19 +298,24 @@ class Sampler:
 
 
 def decode_sample(response: replay_pb2.SampleResponse,
-                  out: dict[str, np.ndarray] | None = None) -> SampleBatch:
+                  out: dict[str, np.ndarray] | None = None, pool: Executor | None = None,
+                  workers: int = 1) -> SampleBatch:
     """A SampleResponse as arrays; compressed fields are decompressed into ``out``'s arrays
-    (made there when missing or of another shape) when it is given."""
+    (made there when missing or of another shape) when it is given, by ``pool``'s
+    ``workers`` threads when it is given."""
     columns = {}
     for name, tensor in response.columns.items():
-        if out is not None and tensor.compression != replay_pb2.COMPRESSION_NONE:
+        if tensor.compression == replay_pb2.COMPRESSION_NONE:
+            columns[name] = codec.decode_tensor(tensor, name)
+            continue
+        buffer = None
+        if out is not None:
             shape = tuple(tensor.shape)
             buffer = out.get(name)
             if buffer is None or buffer.shape != shape:
                 buffer = out[name] = np.empty(shape, codec.wire_dtype(tensor.dtype, name))
-            columns[name] = codec.decode_tensor(tensor, name, out=buffer)
-        else:
-            columns[name] = codec.decode_tensor(tensor, name)
+        columns[name] = codec.decode_tensor(tensor, name, out=buffer, pool=pool,
+                                            workers=workers)
     return SampleBatch(
         keys=codec.decode_tensor(response.keys, "keys"),
         probabilities=codec.decode_tensor(response.probabilities, "probabilities"),
@@ -341,11 +354,13 @@ class ReplayClient:
     def sample(
         self, table: str, batch_size: int, *, prefetch: int = 2,
         num_batches: int = 0, timeout: float | None = None, reuse_buffers: int = 0,
+        decode_threads: int = 0,
     ) -> Sampler:
         request = replay_pb2.SampleRequest(
             table=table, batch_size=batch_size, prefetch=prefetch,
             num_batches=num_batches, timeout_seconds=timeout or 0.0)
-        return Sampler(self._stub.Sample(request, metadata=self._metadata), reuse_buffers)
+        return Sampler(self._stub.Sample(request, metadata=self._metadata), reuse_buffers,
+                       decode_threads)
 
     def update_priorities(self, table: str, keys: Any, priorities: Any) -> tuple[int, int]:
         """Returns (updated, ignored because already evicted)."""

@@ -112,9 +112,12 @@ class ReconnectingSampler:
     """
 
     def __init__(self, client: ReplayClient, table: str, batch_size: int, *,
-                 prefetch: int = 2, max_backoff: float = 5.0) -> None:
+                 prefetch: int = 2, max_backoff: float = 5.0, reuse_buffers: int = 0,
+                 decode_threads: int = 0) -> None:
+        """``reuse_buffers``, ``decode_threads``: each stream's, as ``Sampler`` takes them."""
         self._client = client
         self._request = (table, batch_size, prefetch)
+        self._decoding = {"reuse_buffers": reuse_buffers, "decode_threads": decode_threads}
         self._max_backoff = max_backoff
         self._sampler: Sampler | None = None
         self._lock = threading.Lock()
@@ -132,7 +135,8 @@ class ReconnectingSampler:
                     break
                 if self._sampler is None:
                     table, batch_size, prefetch = self._request
-                    self._sampler = self._client.sample(table, batch_size, prefetch=prefetch)
+                    self._sampler = self._client.sample(table, batch_size, prefetch=prefetch,
+                                                        **self._decoding)
                 sampler = self._sampler
             try:
                 return next(sampler)

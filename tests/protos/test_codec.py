@@ -1,3 +1,5 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,22 @@ def test_compressed_rows_round_trip_into_a_reused_buffer(compression):
     decoded = codec.decode_tensor(tensor, "frames", out=out)
     assert decoded is out
     np.testing.assert_array_equal(out, array)
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_rows_decompressed_by_threads_are_the_rows_decompressed_by_one(compression):
+    rng = np.random.default_rng(0)
+    array = (rng.integers(0, 4, (3 * codec.MIN_ROWS_PER_TASK + 5, 4, 21, 21)) * 60).astype(
+        np.uint8)
+    tensor = codec.encode_tensor(array, compression)
+    with ThreadPoolExecutor(3) as pool:
+        threaded = codec.decode_tensor(tensor, "obs", pool=pool, workers=3)
+        np.testing.assert_array_equal(threaded, array)
+        np.testing.assert_array_equal(threaded, codec.decode_tensor(tensor, "obs"))
+        # a corrupt row in any thread's share is the field's error, as it is in one thread
+        tensor.rows[-2] = tensor.rows[-2][:-3]
+        with pytest.raises(codec.CodecError, match="obs: "):
+            codec.decode_tensor(tensor, "obs", pool=pool, workers=3)
 
 
 def test_truncated_bytes_name_the_field():
