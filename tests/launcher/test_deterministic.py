@@ -104,11 +104,11 @@ def test_on_policy_runs_with_normalised_observations_repeat_through_the_python_a
     travelling with the weights."""
     runs = [shoal.train("ppo", "Pendulum-v1", seed=0, deterministic=True,
                         normalize_observations=True, env_steps_per_update=512,
-                        total_env_steps=3_200, eval_every_env_steps=0, run_dir=tmp_path / name)
+                        total_env_steps=2_048, eval_every_env_steps=0, run_dir=tmp_path / name)
             for name in ("first", "second")]
-    assert runs[0].updates >= 5 and runs[0].mean_return == runs[1].mean_return
+    assert runs[0].updates >= 3 and runs[0].mean_return == runs[1].mean_return
     first, second = (Path(run.run_dir) for run in runs)
-    assert episodes(first) == episodes(second) and len(episodes(first)) >= 16
+    assert episodes(first) == episodes(second) and len(episodes(first)) >= 8
     one, two = (load_checkpoint(run / "learner" / CHECKPOINT) for run in (first, second))
     assert "observation_stats" in one["counters"]
     assert same_tensors(one["learner"], two["learner"])
