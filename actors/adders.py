@@ -94,12 +94,12 @@ class NStepTransitionAdder:
         oldest = self._step % n  # of an env with n steps pending
         done = np.logical_or(terminated, truncated)
         if self._all_full and not done.any():
-            self._emit_all(oldest, next_obs)
+            self._emit_oldest(oldest, slice(None), self._num_envs, next_obs)
             return
         self._pending = np.minimum(self._pending + 1, n)
         full = np.flatnonzero((self._pending == n) & ~done)
         if len(full):
-            self._emit_some(oldest, full, next_obs)
+            self._emit_oldest(oldest, full, len(full), next_obs)
             self._pending[full] -= 1
         for env in np.flatnonzero(done):
             assert final_obs is not None, "an episode ended without its final observation"
@@ -107,20 +107,11 @@ class NStepTransitionAdder:
                                    bool(terminated[env]))
         self._all_full = bool((self._pending == n - 1).all())  # n after the next add
 
-    def _emit_all(self, oldest: int, next_obs: np.ndarray) -> None:
-        """Every env's oldest pending step becomes a transition to ``next_obs``."""
-        rows = self._reserve(self._num_envs, next_obs[0])
-        out = self._out
-        for name, ring in self._ring.items():
-            if name != "reward":
-                out[name][rows] = ring[oldest]
-        out["reward"][rows] = self._weights[oldest] @ self._ring["reward"]
-        out["next_obs"][rows] = next_obs
-        out["discount"][rows] = self.gamma ** self.n_step
-        out["version"][rows] = self._versions[oldest]
-
-    def _emit_some(self, oldest: int, envs: np.ndarray, next_obs: np.ndarray) -> None:
-        rows = self._reserve(len(envs), next_obs[0])
+    def _emit_oldest(self, oldest: int, envs: np.ndarray | slice, count: int,
+                     next_obs: np.ndarray) -> None:
+        """The oldest pending step of each of ``envs`` (``count`` of them; a slice of all
+        of them costs no gather) becomes a transition to its ``next_obs``."""
+        rows = self._reserve(count, next_obs[0])
         out = self._out
         for name, ring in self._ring.items():
             if name != "reward":

@@ -54,6 +54,37 @@ def ale_game(env_id: str) -> dict[str, Any]:
                                               or 108_000)}
 
 
+class EpisodeStats:
+    """Each env's running true return, length and start time, handed out when episodes
+    end in ``RecordEpisodeStatistics``'s layout (what ``envs.episode_returns`` reads)."""
+
+    def __init__(self, num_envs: int) -> None:
+        self._returns = np.zeros(num_envs, np.float64)
+        self._lengths = np.zeros(num_envs, np.int64)
+        self._started = np.zeros(num_envs, np.float64)
+
+    def reset(self) -> None:
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        self._started[:] = time.perf_counter()
+
+    def add(self, rewards: np.ndarray) -> None:
+        self._returns += rewards
+        self._lengths += 1
+
+    def finish(self, ended: np.ndarray) -> dict[str, Any]:
+        """The info entries of the episodes ``ended`` marks, which start afresh."""
+        now = time.perf_counter()
+        entries = {"episode": {"r": np.where(ended, self._returns, 0.0),
+                               "l": np.where(ended, self._lengths, 0),
+                               "t": np.where(ended, now - self._started, 0.0)},
+                   "_episode": ended}
+        self._returns[ended] = 0.0
+        self._lengths[ended] = 0
+        self._started[ended] = now
+        return entries
+
+
 class NativeAtariVectorEnv(VectorEnv):
     """``num_envs`` Atari games stepped by the ALE's C++ thread pool (``num_threads``
     threads, default one per env up to the cores); ``training`` adds episodic life and
@@ -78,9 +109,7 @@ class NativeAtariVectorEnv(VectorEnv):
         self._training = training
         self._frames = np.zeros(num_envs, np.int64)  # real frames in each stack, up to 4
         self._lives = np.zeros(num_envs, np.int64)
-        self._returns = np.zeros(num_envs, np.float64)
-        self._lengths = np.zeros(num_envs, np.int64)
-        self._started = np.zeros(num_envs, np.float64)
+        self._episodes = EpisodeStats(num_envs)
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -90,9 +119,7 @@ class NativeAtariVectorEnv(VectorEnv):
         obs, info = self._ale.reset(seed=seed)
         self._frames[:] = 1
         self._lives[:] = info["lives"]
-        self._returns[:] = 0.0
-        self._lengths[:] = 0
-        self._started[:] = time.perf_counter()
+        self._episodes.reset()
         return _padded(obs, self._frames), info
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -101,8 +128,7 @@ class NativeAtariVectorEnv(VectorEnv):
             np.asarray(actions, np.int64))
         info: dict[str, Any] = dict(ale_info)
         rewards = rewards.astype(np.float64)
-        self._returns += rewards
-        self._lengths += 1
+        self._episodes.add(rewards)
         game_over = terminated | truncated  # the ALE has already reset these games
         lives = info["lives"].astype(np.int64)
         life_lost = (self._training & ~game_over & (lives > 0) & (lives < self._lives))
@@ -121,14 +147,7 @@ class NativeAtariVectorEnv(VectorEnv):
         self._frames = np.where(ended, 1, np.minimum(self._frames + 1, STACK))
         obs = _padded(obs, self._frames)
         if game_over.any():
-            now = time.perf_counter()
-            info["episode"] = {"r": np.where(game_over, self._returns, 0.0),
-                               "l": np.where(game_over, self._lengths, 0),
-                               "t": np.where(game_over, now - self._started, 0.0)}
-            info["_episode"] = game_over
-            self._returns[game_over] = 0.0
-            self._lengths[game_over] = 0
-            self._started[game_over] = now
+            info.update(self._episodes.finish(game_over))
         if self._training:
             rewards = np.clip(rewards, -1.0, 1.0)
         return obs, rewards, terminated, truncated, info
@@ -160,24 +179,19 @@ class SameStepCartPole(CartPoleVectorEnv):
 
     def __init__(self, num_envs: int, max_episode_steps: int = 500) -> None:
         super().__init__(num_envs=num_envs, max_episode_steps=max_episode_steps)
-        self._returns = np.zeros(num_envs, np.float64)
-        self._lengths = np.zeros(num_envs, np.int64)
-        self._started = np.zeros(num_envs, np.float64)
+        self._episodes = EpisodeStats(num_envs)
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:
             self.action_space.seed(seed)
-        self._returns[:] = 0.0
-        self._lengths[:] = 0
-        self._started[:] = time.perf_counter()
+        self._episodes.reset()
         return super().reset(seed=seed, options=options)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                 np.ndarray, dict[str, Any]]:
         obs, rewards, terminated, truncated, _ = super().step(action)
-        self._returns += rewards
-        self._lengths += 1
+        self._episodes.add(rewards)
         done = self.prev_done
         if not done.any():
             return obs, rewards, terminated, truncated, {}
@@ -187,17 +201,10 @@ class SameStepCartPole(CartPoleVectorEnv):
                                                      size=(4, count))
         self.steps[done] = 0
         self.prev_done = np.zeros_like(done)
-        now = time.perf_counter()
         info = {"final_obs": obs.copy(), "_final_obs": done.copy(),
-                "episode": {"r": np.where(done, self._returns, 0.0),
-                            "l": np.where(done, self._lengths, 0),
-                            "t": np.where(done, now - self._started, 0.0)},
-                "_episode": done.copy()}
+                **self._episodes.finish(done.copy())}
         obs = obs.copy()
         obs[done] = self.state.T[done].astype(np.float32)
-        self._returns[done] = 0.0
-        self._lengths[done] = 0
-        self._started[done] = now
         return obs, rewards, terminated, truncated, info
 
 
