@@ -31,7 +31,7 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., compression: _Optional[_Union[Compression, str]] = ..., rows: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class InsertRequest(_message.Message):
-    __slots__ = ("table", "columns", "priorities")
+    __slots__ = ("table", "columns", "priorities", "frames")
     class ColumnsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,10 +42,12 @@ class InsertRequest(_message.Message):
     TABLE_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
     table: str
     columns: _containers.MessageMap[str, Tensor]
     priorities: Tensor
-    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Mapping[str, Tensor]] = ..., priorities: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    frames: Tensor
+    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Mapping[str, Tensor]] = ..., priorities: _Optional[_Union[Tensor, _Mapping]] = ..., frames: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class InsertResponse(_message.Message):
     __slots__ = ("items", "messages")
@@ -70,7 +72,7 @@ class SampleRequest(_message.Message):
     def __init__(self, table: _Optional[str] = ..., batch_size: _Optional[int] = ..., prefetch: _Optional[int] = ..., num_batches: _Optional[int] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class SampleResponse(_message.Message):
-    __slots__ = ("columns", "keys", "probabilities", "batch_size")
+    __slots__ = ("columns", "keys", "probabilities", "batch_size", "frames", "frame_columns")
     class ColumnsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,11 +84,15 @@ class SampleResponse(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     columns: _containers.MessageMap[str, Tensor]
     keys: Tensor
     probabilities: Tensor
     batch_size: int
-    def __init__(self, columns: _Optional[_Mapping[str, Tensor]] = ..., keys: _Optional[_Union[Tensor, _Mapping]] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    frames: Tensor
+    frame_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, columns: _Optional[_Mapping[str, Tensor]] = ..., keys: _Optional[_Union[Tensor, _Mapping]] = ..., probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., batch_size: _Optional[int] = ..., frames: _Optional[_Union[Tensor, _Mapping]] = ..., frame_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdatePrioritiesRequest(_message.Message):
     __slots__ = ("table", "keys", "priorities")
@@ -113,14 +119,16 @@ class InfoRequest(_message.Message):
     def __init__(self, tables: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FieldSpec(_message.Message):
-    __slots__ = ("dtype", "shape", "compression")
+    __slots__ = ("dtype", "shape", "compression", "frames")
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     compression: Compression
-    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., compression: _Optional[_Union[Compression, str]] = ...) -> None: ...
+    frames: bool
+    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., compression: _Optional[_Union[Compression, str]] = ..., frames: _Optional[bool] = ...) -> None: ...
 
 class RateLimiterInfo(_message.Message):
     __slots__ = ("kind", "insert_blocked_seconds", "sample_blocked_seconds", "can_insert", "can_sample", "inserts_waiting", "samples_waiting")
@@ -141,7 +149,7 @@ class RateLimiterInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., insert_blocked_seconds: _Optional[float] = ..., sample_blocked_seconds: _Optional[float] = ..., can_insert: _Optional[bool] = ..., can_sample: _Optional[bool] = ..., inserts_waiting: _Optional[int] = ..., samples_waiting: _Optional[int] = ...) -> None: ...
 
 class TableInfo(_message.Message):
-    __slots__ = ("name", "size", "max_size", "selector", "max_times_sampled", "inserted_items", "sampled_items", "priority_updates", "stored_bytes", "signature", "rate_limiter")
+    __slots__ = ("name", "size", "max_size", "selector", "max_times_sampled", "inserted_items", "sampled_items", "priority_updates", "stored_bytes", "signature", "rate_limiter", "stored_frames")
     class SignatureEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +168,7 @@ class TableInfo(_message.Message):
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMITER_FIELD_NUMBER: _ClassVar[int]
+    STORED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
     max_size: int
@@ -171,7 +180,8 @@ class TableInfo(_message.Message):
     stored_bytes: int
     signature: _containers.MessageMap[str, FieldSpec]
     rate_limiter: RateLimiterInfo
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., max_size: _Optional[int] = ..., selector: _Optional[str] = ..., max_times_sampled: _Optional[int] = ..., inserted_items: _Optional[int] = ..., sampled_items: _Optional[int] = ..., priority_updates: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., signature: _Optional[_Mapping[str, FieldSpec]] = ..., rate_limiter: _Optional[_Union[RateLimiterInfo, _Mapping]] = ...) -> None: ...
+    stored_frames: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., max_size: _Optional[int] = ..., selector: _Optional[str] = ..., max_times_sampled: _Optional[int] = ..., inserted_items: _Optional[int] = ..., sampled_items: _Optional[int] = ..., priority_updates: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., signature: _Optional[_Mapping[str, FieldSpec]] = ..., rate_limiter: _Optional[_Union[RateLimiterInfo, _Mapping]] = ..., stored_frames: _Optional[int] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
     __slots__ = ("tables",)

@@ -41,6 +41,11 @@ class FieldSpec:
     dtype: np.dtype | str
     shape: tuple[int, ...] = ()
     compression: CompressionName = "none"
+    frames: bool = False
+    """A stack of frames ([..., stack, H, W], Atari's [4, 84, 84]): the table keeps each
+    distinct frame once, compressed, and an item only the ids of its frames (int32, the
+    shape without the last two axes), so a DQN transition's obs and next_obs, 8 frames of
+    which 1 is new, cost about one frame. Stacks are rebuilt when sampled."""
 
     def __post_init__(self) -> None:
         try:
@@ -54,20 +59,59 @@ class FieldSpec:
         if self.compression not in COMPRESSION_TO_WIRE:
             raise ValueError(f"compression: expected one of {sorted(COMPRESSION_TO_WIRE)}, "
                              f"got {self.compression!r}")
+        if self.frames and (len(shape) < 3 or self.compression == "none"):
+            raise ValueError(f"frames: expected a compressed field of shape [..., stack, H, W], "
+                             f"got {self.describe()}")
 
     @property
     def row_bytes(self) -> int:
+        """One item's bytes as samples return it (a frames field: its whole stack)."""
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return self.shape[-2:]
+
+    @property
+    def ids_shape(self) -> tuple[int, ...]:
+        """Per item, the frame ids a frames field keeps in place of its stack."""
+        return self.shape[:-2]
 
     def to_dict(self) -> dict[str, Any]:
         """As the tables YAML writes a field."""
         compression = {} if self.compression == "none" else {"compression": self.compression}
-        return {"dtype": np.dtype(self.dtype).name, "shape": list(self.shape), **compression}
+        frames = {"frames": True} if self.frames else {}
+        return {"dtype": np.dtype(self.dtype).name, "shape": list(self.shape), **compression,
+                **frames}
 
     def describe(self) -> str:
-        suffix = "" if self.compression == "none" else f" ({self.compression})"
+        how = [self.compression] if self.compression != "none" else []
+        suffix = f" ({', '.join([*how, 'frames'] if self.frames else how)})" if how else ""
         return f"{np.dtype(self.dtype).name}{list(self.shape)}{suffix}"
 
+
+
+class FrameKind(NamedTuple):
+    """The frames a table's frames fields share: one store per table holds them all."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    compression: CompressionName
+
+    @property
+    def row_bytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def frame_kind(signature: Mapping[str, FieldSpec]) -> FrameKind | None:
+    """What the frames fields' frames are (None: the table has none); ValueError naming
+    the field when two of them disagree (obs and next_obs share their frames)."""
+    kinds = {name: FrameKind(spec.frame_shape, np.dtype(spec.dtype), spec.compression)
+             for name, spec in signature.items() if spec.frames}
+    if len(set(kinds.values())) > 1:
+        raise ValueError(f"signature: frames fields must agree on frame shape, dtype and "
+                         f"compression, got {kinds}")
+    return next(iter(kinds.values()), None)
 
 
 # ------------------------------------------------------------------------------ selectors
@@ -268,6 +312,7 @@ class TableSpec:
         for name, spec in self.signature.items():
             if not isinstance(spec, FieldSpec):
                 raise ValueError(f"signature.{name}: expected a FieldSpec, got {spec!r}")
+        frame_kind(self.signature)
         self.rate_limiter.validate(self.max_size)
         object.__setattr__(self, "signature", dict(self.signature))
 

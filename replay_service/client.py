@@ -27,6 +27,7 @@ import grpc
 import numpy as np
 
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
+from shoal.protos.frames import gather_stacks, split_frames
 from shoal.protos.transport import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Tls,
@@ -37,6 +38,9 @@ from shoal.protos.transport import (
 from shoal.replay_service.limits import MAX_ITEMS_PER_CALL
 
 log = logging.getLogger(__name__)
+
+
+_FRAMES_BUFFER = "(frames)"  # a reused buffer set's decoded frames, beside its fields
 
 
 class SampleBatch(NamedTuple):
@@ -66,7 +70,8 @@ class Writer:
     the actor after a known number of items, not after whatever gRPC's flow-control windows
     hold (thousands of small transitions). ``blocked_seconds`` says how long they waited.
     Fields the table stores compressed are compressed here, per item, so the server never
-    has to.
+    has to; frames fields (``frame_compression`` set) go as each distinct frame of the
+    message once plus indices (``protos/frames.py``).
     """
 
     def __init__(
@@ -77,6 +82,8 @@ class Writer:
         compression: Mapping[str, codec.CompressionName],
         max_items_per_message: int,
         max_in_flight_items: int,
+        frame_fields: tuple[str, ...] = (),
+        frame_compression: codec.CompressionName = "lz4",
     ) -> None:
         if not 1 <= max_items_per_message <= MAX_ITEMS_PER_CALL:
             raise ValueError(f"max_items_per_message: expected 1..{MAX_ITEMS_PER_CALL} (what a "
@@ -90,6 +97,8 @@ class Writer:
         self._stub = stub
         self._metadata = metadata
         self._compression = dict(compression)
+        self._frame_fields = frame_fields
+        self._frame_compression = frame_compression
         self._max_items = max_items_per_message
         self._max_in_flight = max_in_flight_items
         # Unbounded: what it holds is bounded by max_in_flight_items.
@@ -171,6 +180,13 @@ class Writer:
     def _send(self, columns: Mapping[str, np.ndarray], priorities: np.ndarray | None) -> None:
         count = len(next(iter(columns.values())))
         request = replay_pb2.InsertRequest(table=self.table)
+        if self._frame_fields:
+            stacks = {name: columns[name] for name in self._frame_fields}
+            frames, indices = split_frames(stacks, self._frame_compression)
+            first = stacks[self._frame_fields[0]]
+            codec.encode_rows(frames, first.dtype, first.shape[-2:], self._frame_compression,
+                              out=request.frames)
+            columns = {**columns, **indices}
         codec.encode_columns(columns, request.columns, self._compression)
         if priorities is not None:
             codec.encode_tensor(priorities, out=request.priorities)
@@ -303,19 +319,35 @@ def decode_sample(response: replay_pb2.SampleResponse,
     """A SampleResponse as arrays; compressed fields are decompressed into ``out``'s arrays
     (made there when missing or of another shape) when it is given, by ``pool``'s
     ``workers`` threads when it is given."""
+    def buffer(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+        if out is None:
+            return None
+        found = out.get(name)
+        if found is None or found.shape != shape or found.dtype != dtype:
+            found = out[name] = np.empty(shape, dtype)
+        return found
+
+    frames = None
+    if response.frame_columns:
+        tensor = response.frames
+        frames = codec.decode_tensor(
+            tensor, "frames", out=buffer(_FRAMES_BUFFER, tuple(tensor.shape),
+                                         codec.wire_dtype(tensor.dtype, "frames")),
+            pool=pool, workers=workers)
     columns = {}
     for name, tensor in response.columns.items():
-        if tensor.compression == replay_pb2.COMPRESSION_NONE:
+        if name in response.frame_columns:
+            assert frames is not None
+            indices = codec.decode_tensor(tensor, name)
+            columns[name] = gather_stacks(frames, indices, buffer(
+                name, (*indices.shape, *frames.shape[1:]), frames.dtype))
+        elif tensor.compression == replay_pb2.COMPRESSION_NONE:
             columns[name] = codec.decode_tensor(tensor, name)
-            continue
-        buffer = None
-        if out is not None:
-            shape = tuple(tensor.shape)
-            buffer = out.get(name)
-            if buffer is None or buffer.shape != shape:
-                buffer = out[name] = np.empty(shape, codec.wire_dtype(tensor.dtype, name))
-        columns[name] = codec.decode_tensor(tensor, name, out=buffer, pool=pool,
-                                            workers=workers)
+        else:
+            columns[name] = codec.decode_tensor(
+                tensor, name, out=buffer(name, tuple(tensor.shape),
+                                         codec.wire_dtype(tensor.dtype, name)),
+                pool=pool, workers=workers)
     return SampleBatch(
         keys=codec.decode_tensor(response.keys, "keys"),
         probabilities=codec.decode_tensor(response.probabilities, "probabilities"),
@@ -347,9 +379,14 @@ class ReplayClient:
         compression = {name: codec.WIRE_TO_COMPRESSION[spec.compression]
                        for name, spec in signature.items()
                        if spec.compression != replay_pb2.COMPRESSION_NONE}
+        frame_fields = tuple(name for name, spec in signature.items() if spec.frames)
+        frame_compression = compression[frame_fields[0]] if frame_fields else "lz4"
+        compression = {name: how for name, how in compression.items()
+                       if name not in frame_fields}
         return Writer(self._stub, table, self._metadata, compression,
                       max_items_per_message,
-                      max_in_flight_items or 4 * max_items_per_message)
+                      max_in_flight_items or 4 * max_items_per_message,
+                      frame_fields, frame_compression)
 
     def sample(
         self, table: str, batch_size: int, *, prefetch: int = 2,

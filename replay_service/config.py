@@ -116,11 +116,14 @@ def _signature(value: Any, where: str) -> dict[str, FieldSpec]:
     signature = {}
     for name, spec in fields.items():
         spec = _mapping(spec, f"{where}.{name}")
-        _only_keys(spec, {"dtype", "shape", "compression"}, f"{where}.{name}")
+        _only_keys(spec, {"dtype", "shape", "compression", "frames"}, f"{where}.{name}")
+        frames = spec.get("frames", False)
+        if not isinstance(frames, bool):
+            raise ConfigError(f"{where}.{name}.frames: expected true or false, got {frames!r}")
         try:
             signature[str(name)] = FieldSpec(spec.get("dtype", "float32"),
                                              tuple(spec.get("shape", ())),
-                                             spec.get("compression", "none"))
+                                             spec.get("compression", "none"), frames)
         except (ValueError, TypeError) as error:
             raise ConfigError(f"{where}.{name}.{error}") from None
     return signature

@@ -38,7 +38,24 @@ class CompressedRows:
     rows: list[bytes]
 
 
-ColumnValue = np.ndarray | CompressedRows
+@dataclass(frozen=True)
+class FrameIndices:
+    """A frames field's items as int32 indices [items, *ids_shape] into the frames that
+    came with them (an insert's message, a draw's distinct frames)."""
+
+    indices: np.ndarray
+
+
+ColumnValue = np.ndarray | CompressedRows | FrameIndices
+
+
+class CheckedInsert(NamedTuple):
+    """An insert that passed every check, as a table writes it."""
+
+    item_count: int
+    columns: dict[str, ColumnValue]
+    priorities: np.ndarray | None
+    frames: list[bytes] | None  # the compressed frames the FrameIndices point into
 
 
 class Draw(NamedTuple):
@@ -50,6 +67,7 @@ class Draw(NamedTuple):
     keys: np.ndarray           # int64 [B], for update_priorities
     probabilities: np.ndarray  # float64 [B], P(i) when drawn
     columns: dict[str, ColumnValue]
+    frames: CompressedRows | None = None  # the distinct frames FrameIndices point into
 
 
 @dataclass
@@ -63,6 +81,7 @@ class TableStats:
     sampled_items: int
     priority_updates: int
     stored_bytes: int
+    stored_frames: int  # distinct frames kept for the frames fields
     rate_limiter: str
     insert_blocked_seconds: float
     sample_blocked_seconds: float

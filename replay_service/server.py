@@ -92,8 +92,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
             if table.name not in ended:
                 ended[table.name] = self._cancel_on_end(context, table)
             try:
-                columns, priorities = decode_insert(request, table)
-                keys = table.insert(columns, priorities, cancel=ended[table.name])
+                columns, priorities, frames = decode_insert(request, table)
+                keys = table.insert(columns, priorities, frames=frames,
+                                    cancel=ended[table.name])
             except (InvalidItems, codec.CodecError) as error:
                 self._invalid(context, table, error)
             except (WaitCancelled, TableClosed) as error:
@@ -205,8 +206,7 @@ def _batches_that_fit(table: Table, batch_size: int, max_message_bytes: int, wan
     """Up to ``wanted`` batches, as many as fit half a message at the table's mean item size
     (at least one): a draw larger than the message limit would be drawn, counted as sampled,
     and then fail to send."""
-    stats = table.stats()
-    item_bytes = _SAMPLED_ITEM_OVERHEAD + (stats.stored_bytes // stats.size if stats.size else 0)
+    item_bytes = _SAMPLED_ITEM_OVERHEAD + table.sampled_item_bytes()
     return max(1, min(wanted, max_message_bytes // 2 // (batch_size * item_bytes)))
 
 

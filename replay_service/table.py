@@ -165,6 +165,7 @@ class Table:
         columns: Mapping[str, Any],
         priorities: Any = None,
         *,
+        frames: list[bytes] | None = None,
         timeout: float | None = None,
         cancel: threading.Event | None = None,
     ) -> np.ndarray:
@@ -172,8 +173,11 @@ class Table:
 
         ``priorities`` (shape [items], finite, >= 0) are the initial priorities; without
         them each item gets the largest priority the table has seen (PER's rule).
+        Frames fields are stacks, or FrameIndices into ``frames`` (compressed frames
+        checked to decompress to one frame each, as the server passes them on).
         """
-        count, checked, initial = self._store.validated(columns, priorities)
+        items = self._store.validated(columns, priorities, frames)
+        count, initial = items.item_count, items.priorities
         with self._gate.lock:
             self._gate.wait(lambda: self._may_insert(count), "insert", timeout, cancel,
                             self._limiter_held)
@@ -187,7 +191,7 @@ class Table:
             evicted = slots[self._keys[where] >= 0]
             if evicted.size:
                 self._forget(evicted)
-            self._store.write(where, count, checked)
+            self._store.write(where, items)
             if initial is None:
                 initial = np.full(count, self._max_priority)
             elif count:
@@ -226,8 +230,9 @@ class Table:
         the server samples ahead: one descent of the sum tree and one gather per field for
         several batches cost little more than for one). Each is a batch the rate limiter
         would have allowed one by one; ``len(keys) // batch_size`` says how many came.
-        ``decompress=False`` returns compressed fields as stored (CompressedRows), which the
-        server sends on untouched.
+        ``decompress=False`` returns compressed fields as stored (CompressedRows) and
+        frames fields as FrameIndices into the draw's distinct frames, which the server
+        sends on untouched.
         """
         if not 1 <= batch_size <= self.max_size:
             raise InvalidItems("batch_size", f"expected 1..max_size ({self.max_size}), "
@@ -246,7 +251,7 @@ class Table:
                 order = self._rng.permutation(slots.size)
                 slots, probabilities = slots[order], probabilities[order]
             keys = self._keys.take(slots)
-            columns = self._store.gather(slots)
+            columns, frames = self._store.gather(slots)
             self._sampled += slots.size
             if self.max_times_sampled:
                 np.add.at(self._times_sampled, slots, 1)
@@ -254,9 +259,9 @@ class Table:
                 if spent.size:
                     self._forget(spent)
             self._gate.notify()
-        if decompress and self._store.has_compressed:
-            columns = self._store.decompressed(columns)
-        return Draw(keys, probabilities, columns)
+        if decompress and (self._store.has_compressed or frames is not None):
+            return Draw(keys, probabilities, self._store.decompressed(columns, frames))
+        return Draw(keys, probabilities, columns, frames)
 
     def _batches_allowed(self, batch_size: int, wanted: int) -> int:
         """How many batches, up to ``wanted``, could be sampled one after another now."""
@@ -313,6 +318,7 @@ class Table:
                 sampled_items=self._sampled,
                 priority_updates=self._priority_updates,
                 stored_bytes=self._store.stored_bytes(self._size),
+                stored_frames=0 if self._store.frames is None else len(self._store.frames),
                 rate_limiter=self.rate_limiter.kind,
                 insert_blocked_seconds=gate.blocked_seconds["insert"],
                 sample_blocked_seconds=gate.blocked_seconds["sample"],
@@ -321,6 +327,11 @@ class Table:
                 can_insert=self.rate_limiter.can_insert(counts, 1),
                 can_sample=self._size >= 1 and self.rate_limiter.can_sample(counts, 1),
             )
+
+    def sampled_item_bytes(self) -> int:
+        """About what one sampled item takes on the wire (what a draw may hold follows)."""
+        with self._gate.lock:
+            return self._store.sampled_item_bytes(self._size)
 
     def signature_description(self) -> dict[str, str]:
         return {name: spec.describe() for name, spec in self.signature.items()}
