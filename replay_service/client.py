@@ -330,10 +330,8 @@ def decode_sample(response: replay_pb2.SampleResponse,
     frames = None
     if response.frame_columns:
         tensor = response.frames
-        frames = codec.decode_tensor(
-            tensor, "frames", out=buffer(_FRAMES_BUFFER, tuple(tensor.shape),
-                                         codec.wire_dtype(tensor.dtype, "frames")),
-            pool=pool, workers=workers)
+        frames = codec.decode_tensor(tensor, "frames", out=_frames_buffer(out, tensor),
+                                     pool=pool, workers=workers)
     columns = {}
     for name, tensor in response.columns.items():
         if name in response.frame_columns:
@@ -353,6 +351,21 @@ def decode_sample(response: replay_pb2.SampleResponse,
         probabilities=codec.decode_tensor(response.probabilities, "probabilities"),
         columns=columns,
     )
+
+
+def _frames_buffer(out: dict[str, np.ndarray] | None,
+                   tensor: replay_pb2.Tensor) -> np.ndarray | None:
+    """Rows for a message's distinct frames, whose count changes from message to message:
+    a buffer with room to spare, of which the first rows are used."""
+    if out is None:
+        return None
+    count, frame_shape = len(tensor.rows), tuple(tensor.shape)[1:]  # rows, not a claim
+    dtype = codec.wire_dtype(tensor.dtype, "frames")
+    found = out.get(_FRAMES_BUFFER)
+    if (found is None or len(found) < count or found.shape[1:] != frame_shape
+            or found.dtype != dtype):
+        found = out[_FRAMES_BUFFER] = np.empty((2 * count, *frame_shape), dtype)
+    return found[:count]
 
 
 class ReplayClient:
