@@ -185,13 +185,17 @@ def checked_items(
 MIN_ROWS_PER_TASK = 64  # fewer rows (1.8 MB of Atari stacks) are not worth a hand-off
 
 
-def _decompress_into(flat: np.ndarray, rows: Sequence[bytes], start: int, stop: int,
-                     compression: CompressionName, row_bytes: int) -> None:
-    """Rows start..stop decompressed into ``flat`` (one row of bytes per item); lz4 and
-    zstd release the GIL, so threads running this share the work."""
-    for index in range(start, stop):
-        flat[index] = np.frombuffer(decompress_row(rows[index], compression, row_bytes),
-                                    np.uint8)
+def decompress_into(flat: np.ndarray, rows: Sequence[bytes], places: Sequence[int],
+                    compression: CompressionName, row_bytes: int) -> None:
+    """Each of ``rows`` decompressed into row ``places[i]`` of ``flat`` (C-contiguous, a row
+    of ``row_bytes`` bytes per place). Written through a memoryview: a third cheaper per
+    row than numpy's item assignment, which is most of the cost for 7 KB Atari frames that
+    lz4 decompresses in under a microsecond. lz4 and zstd release the GIL, so threads
+    running this on parts of the rows share the work."""
+    target = flat.data.cast("B")
+    for blob, place in zip(rows, places, strict=True):
+        start = place * row_bytes
+        target[start:start + row_bytes] = decompress_row(blob, compression, row_bytes)
 
 
 def decode_tensor(
@@ -231,12 +235,13 @@ def decode_tensor(
         flat = out.reshape(len(rows), -1).view(np.uint8)  # out is C-contiguous
         tasks = 1 if pool is None else min(workers, len(rows) // MIN_ROWS_PER_TASK)
         if tasks <= 1:
-            _decompress_into(flat, rows, 0, len(rows), compression, row_bytes)
+            decompress_into(flat, rows, range(len(rows)), compression, row_bytes)
         else:
             bounds = np.linspace(0, len(rows), tasks + 1).astype(int)
             assert pool is not None
-            list(pool.map(lambda start, stop: _decompress_into(
-                flat, rows, start, stop, compression, row_bytes), bounds[:-1], bounds[1:]))
+            list(pool.map(lambda start, stop: decompress_into(
+                flat, rows[start:stop], range(start, stop), compression, row_bytes),
+                bounds[:-1], bounds[1:]))
         return out
     except CodecError:
         raise

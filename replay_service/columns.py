@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from shoal.protos.codec import compress_rows, decompress_row
-from shoal.protos.frames import gather_stacks, split_frames
+from shoal.protos import codec
+from shoal.protos.codec import compress_rows
+from shoal.protos.frames import decode_stacks, split_frames
 from shoal.protos.tables import FieldSpec, frame_kind
 from shoal.replay_service.frames import FrameStore
 from shoal.replay_service.items import (
@@ -225,23 +226,21 @@ class ColumnStore:
                      frames: CompressedRows | None) -> dict[str, ColumnValue]:
         """``columns`` with every CompressedRows decoded into an array [items, *shape] and
         every frames field's stacks built from ``frames``."""
-        decoded = None
+        decoded = {}
         if self.frames is not None and frames is not None:
-            decoded = self.frames.decoded(frames.rows)
-        return {name: self._decoded(name, value, decoded) for name, value in columns.items()}
+            decoded = decode_stacks(frames.rows, self.frames.kind, {
+                name: value.indices for name, value in columns.items()
+                if isinstance(value, FrameIndices)})
+        return {name: decoded[name] if name in decoded else self._decoded(name, value)
+                for name, value in columns.items()}
 
-    def _decoded(self, field_name: str, value: ColumnValue,
-                 frames: np.ndarray | None) -> ColumnValue:
-        if isinstance(value, FrameIndices):
-            assert frames is not None
-            return gather_stacks(frames, value.indices)
+    def _decoded(self, field_name: str, value: ColumnValue) -> ColumnValue:
         if not isinstance(value, CompressedRows):
             return value
         spec = self.signature[field_name]
         out = np.empty((len(value.rows), *spec.shape), spec.dtype)
-        for index, blob in enumerate(value.rows):
-            raw = decompress_row(blob, spec.compression, spec.row_bytes)
-            out[index] = np.frombuffer(raw, spec.dtype).reshape(spec.shape)
+        codec.decompress_into(out.reshape(len(value.rows), -1).view(np.uint8), value.rows,
+                              range(len(value.rows)), spec.compression, spec.row_bytes)
         return out
 
     # -------------------------------------------------------------- checkpoint

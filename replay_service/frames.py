@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shoal.protos import codec
 from shoal.protos.tables import FrameKind
 
 
@@ -81,16 +80,6 @@ class FrameStore:
         unique, inverse = np.unique(ids, return_inverse=True)
         return (self._blobs[unique].tolist(),
                 inverse.reshape(ids.shape).astype(np.int32, copy=False))
-
-    def decoded(self, blobs: Sequence[bytes]) -> np.ndarray:
-        """Compressed frames as an array [n, *shape]."""
-        kind = self.kind
-        frames = np.empty((len(blobs), *kind.shape), kind.dtype)
-        flat = frames.reshape(len(blobs), -1).view(np.uint8)
-        for index, blob in enumerate(blobs):
-            flat[index] = np.frombuffer(
-                codec.decompress_row(blob, kind.compression, kind.row_bytes), np.uint8)
-        return frames
 
     # -------------------------------------------------------------- checkpoint
 

@@ -15,10 +15,12 @@ import pytest
 from shoal.actors.adders import NStepTransitionAdder
 from shoal.actors.envs import make_vector_env
 from shoal.protos import codec, replay_pb2, replay_pb2_grpc
-from shoal.protos.frames import split_frames
-from shoal.protos.tables import FieldSpec, MinSize, OldestFirst, Prioritized
+from shoal.protos.frames import decode_stacks, split_frames
+from shoal.protos.tables import FieldSpec, FrameKind, MinSize, OldestFirst, Prioritized
 from shoal.protos.transport import bearer_metadata
 from shoal.replay_service import ReplayClient, ReplayServer, Table
+from shoal.replay_service.client import decode_sample
+from shoal.replay_service.messages import encode_sample
 
 from ..conftest import TOKEN
 
@@ -216,3 +218,42 @@ def test_frames_that_do_not_fit_their_items_are_refused_whole(
             after = server.tables["frames"].stats()
             assert (after.size, after.stored_frames, after.stored_bytes) == (
                 before.size, before.stored_frames, before.stored_bytes)
+
+
+def test_stacks_decode_as_a_gather_of_the_frames_does(pong: dict[str, np.ndarray]) -> None:
+    kind = FrameKind((84, 84), np.dtype("uint8"), "lz4")
+    stacks = {"obs": pong["obs"][:40], "next_obs": pong["next_obs"][:40]}
+    blobs, indices = split_frames(stacks, "lz4")
+    frames = np.stack([np.frombuffer(codec.decompress_row(blob, "lz4", kind.row_bytes),
+                                     np.uint8).reshape(84, 84) for blob in blobs])
+    reused = np.full((2 * 40 * 4, 84, 84), 7, np.uint8)  # a buffer with old contents
+    got = decode_stacks(blobs, kind, indices, reused)
+    for name, want in stacks.items():
+        np.testing.assert_array_equal(got[name], frames[indices[name]], err_msg=name)
+        np.testing.assert_array_equal(got[name], want, err_msg=name)
+        assert np.shares_memory(got[name], reused)
+
+
+def test_a_sample_whose_frames_do_not_fit_is_refused_by_field(
+        pong: dict[str, np.ndarray]) -> None:
+    items = table("frames", FRAMES, 100)
+    items.insert(fields(pong, slice(0, 16)), np.ones(16))
+    response = encode_sample(items.sample(8, decompress=False), items, 8)
+
+    def corrupt(message: replay_pb2.SampleResponse) -> None:
+        message.frames.rows[0] = b"\x00not lz4"
+
+    def out_of_range(message: replay_pb2.SampleResponse) -> None:
+        codec.encode_tensor(np.full((8, 4), len(message.frames.rows), np.int32),
+                            out=message.columns["next_obs"])
+
+    def rows_short(message: replay_pb2.SampleResponse) -> None:
+        del message.frames.rows[-1]
+
+    for damage in (corrupt, out_of_range, rows_short):
+        damaged = replay_pb2.SampleResponse()
+        damaged.CopyFrom(response)
+        damage(damaged)
+        with pytest.raises(codec.CodecError) as raised:
+            decode_sample(damaged, {})
+        assert raised.value.field == "frames", (damage.__name__, raised.value)
