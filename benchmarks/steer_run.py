@@ -16,7 +16,8 @@ one (samples_per_insert 1): the learner waits for data, so the count should rise
 bounds the run and actors wait on insert, so the count should fall. Prints every decision
 with the figures that drove it, and env steps/s and learner busy before and after each.
 
-With --json the last line is one JSON object: {"phases": [...], "decisions": [...]}.
+With --json the last line is one JSON object: {"phases": [...], "decisions": [...]}, and for
+autoscale "kept": {"windows", "last_reason"} (the windows that kept the count).
 Nothing is asserted: the machine is shared and noisy.
 """
 
@@ -149,7 +150,9 @@ def run_autoscale(scenario: str, seconds: float) -> dict[str, Any]:
     counts = [first, *(d["actors"] for d in decisions)]
     phases = [{"actors": count, **phase(lines, edges[i], edges[i + 1])}
               for i, count in enumerate(counts)]
-    return {"phases": phases, "decisions": decisions}
+    kept = [e for e in lines if e["event"] == "autoscale" and not e.get("changed", True)]
+    return {"phases": phases, "decisions": decisions,
+            "kept": {"windows": len(kept), "last_reason": kept[-1]["reason"] if kept else None}}
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -169,6 +172,9 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"autoscale {d['previous']} -> {d['actors']}: {d['reason']} "
               f"(window {d['window_seconds']} s: env steps/s {d['env_steps_per_s']:,.0f}, "
               f"updates/s {d['updates_per_s']}, samples/insert {d['samples_per_insert']})")
+    if report.get("kept", {}).get("windows"):
+        print(f"kept the count in {report['kept']['windows']} windows; the last said: "
+              f"{report['kept']['last_reason']}")
 
 
 def main(argv: list[str] | None = None) -> int:

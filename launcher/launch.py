@@ -25,6 +25,7 @@ Only its launch calls it (``call(handle, "poll")``), so nothing else needs its t
 
 class Launch(Protocol):
     host: str
+    cores: float  # the CPUs the run's processes share (the autoscaler's headroom)
 
     def start(self, component: type, *args: object, gpu: bool = False,
               restart: bool = False, spread: bool = False, **keywords: object) -> Handle: ...
@@ -41,6 +42,7 @@ class LocalLaunch:
     """Components as objects of this process (their work runs in threads)."""
 
     host = "127.0.0.1"
+    cores = float(os.cpu_count() or 1)
 
     def start(self, component: type, *args: object, gpu: bool = False,
               restart: bool = False, spread: bool = False, **keywords: object) -> Handle:
@@ -110,6 +112,9 @@ class RayLaunch:
         # One node: loopback. Several: each component binds its node's address.
         self.host = NODE_ADDRESS if len(nodes) > 1 else "127.0.0.1"
         free = ray.available_resources()
+        # a Ray of our own is told of more CPUs than there are (one per component)
+        self.cores = (ray.cluster_resources().get("CPU", 1.0) if joining
+                      else float(os.cpu_count() or 1))
         self._gpus = free.get("GPU", 0)
         if joining:
             try:

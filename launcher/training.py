@@ -117,7 +117,7 @@ def run(config: TrainConfig, run_dir: Path, launch: Launch, *, tls: Tls | None =
                          pids={part: p["pid"] for part, p in placed.items()})
         scale_requests = ScaleRequests()
         bounds = config.run.autoscale_range
-        autoscaler = None if bounds is None else Autoscaler(bounds)
+        autoscaler = None if bounds is None else Autoscaler(bounds, cores=launch.cores)
         monitor = RunMonitor(config.run, events, launch.call, replay, learner, fleet,
                              env_steps_before=int(resumed.get("env_steps", 0)),
                              metrics=metrics, scale_requests=scale_requests,
