@@ -161,8 +161,8 @@ class Autoscaler:
         updates = _change(before.updates_per_s, rates.updates_per_s)
         said = (f"{actors} actors gave {rates.env_steps_per_s_total:,.0f} env steps/s and "
                 f"{rates.updates_per_s:.1f} updates/s against {before.env_steps_per_s_total:,.0f}"
-                f" and {before.updates_per_s:.1f} at {before_actors} ({steps:+.0%}, "
-                f"{updates:+.0%}")
+                f" and {before.updates_per_s:.1f} at {before_actors} ({steps:+.1%}, "
+                f"{updates:+.1%}")
         figures.update(env_steps_change=round(steps, 3), updates_change=round(updates, 3))
         if actors > before_actors and max(steps, updates) < self.margin:
             self._ceiling = before_actors
