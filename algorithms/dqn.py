@@ -73,7 +73,7 @@ class DQNConfig:
     transitions at 32 samples per insert, a few Insert messages' worth, so actors and
     learner do not take turns waiting for each other's next message."""
     items_per_message: int = 256
-    """Transitions per Insert message; an actor keeps at most four messages sent but not
+    """Transitions per Insert message; an actor keeps at most eight messages sent but not
     yet stored by the replay service."""
     target_update_interval: int = 100
     """Updates between copies of the online network into the target network."""

@@ -90,7 +90,7 @@ class SACConfig:
     at 256 samples per insert. Pendulum is solved in ~10k env steps, so every transition
     the actors run ahead is a noticeable share of the run collected by a stale policy."""
     items_per_message: int = 16
-    """Transitions per Insert message; each actor keeps at most four messages sent but not
+    """Transitions per Insert message; each actor keeps at most eight messages sent but not
     yet stored, so this bounds how far an actor runs ahead of the rate limiter. Before that
     bound, gRPC's flow-control windows let each actor run 4-8k transitions ahead, and
     two actors needed 36 % more env steps than one to reach -200."""

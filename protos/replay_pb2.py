@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shoal/protos/replay.proto\x12\x0cshoal.replay\"r\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12.\n\x0b\x63ompression\x18\x04 \x01(\x0e\x32\x19.shoal.replay.Compression\x12\x0c\n\x04rows\x18\x05 \x03(\x0c\"\xef\x01\n\rInsertRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x39\n\x07\x63olumns\x18\x02 \x03(\x0b\x32(.shoal.replay.InsertRequest.ColumnsEntry\x12(\n\npriorities\x18\x03 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12$\n\x06\x66rames\x18\x04 \x01(\x0b\x32\x14.shoal.replay.Tensor\x1a\x44\n\x0c\x43olumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor:\x02\x38\x01\"1\n\x0eInsertResponse\x12\r\n\x05items\x18\x01 \x01(\x03\x12\x10\n\x08messages\x18\x02 \x01(\x03\"~\n\rSampleRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x10\n\x08prefetch\x18\x03 \x01(\x05\x12\x13\n\x0bnum_batches\x18\x04 \x01(\x03\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01J\x04\x08\x05\x10\x06R\x04\x62\x65ta\"\xc3\x02\n\x0eSampleResponse\x12:\n\x07\x63olumns\x18\x01 \x03(\x0b\x32).shoal.replay.SampleResponse.ColumnsEntry\x12\"\n\x04keys\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12+\n\rprobabilities\x18\x03 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\x12$\n\x06\x66rames\x18\x06 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12\x15\n\rframe_columns\x18\x07 \x03(\t\x1a\x44\n\x0c\x43olumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor:\x02\x38\x01J\x04\x08\x04\x10\x05R\x07weights\"v\n\x17UpdatePrioritiesRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\"\n\x04keys\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12(\n\npriorities\x18\x03 \x01(\x0b\x32\x14.shoal.replay.Tensor\"<\n\x18UpdatePrioritiesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x03\x12\x0f\n\x07ignored\x18\x02 \x01(\x03\"\x1d\n\x0bInfoRequest\x12\x0e\n\x06tables\x18\x01 \x03(\t\"i\n\tFieldSpec\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12.\n\x0b\x63ompression\x18\x03 \x01(\x0e\x32\x19.shoal.replay.Compression\x12\x0e\n\x06\x66rames\x18\x04 \x01(\x08\"\xb9\x01\n\x0fRateLimiterInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x1e\n\x16insert_blocked_seconds\x18\x02 \x01(\x01\x12\x1e\n\x16sample_blocked_seconds\x18\x03 \x01(\x01\x12\x12\n\ncan_insert\x18\x04 \x01(\x08\x12\x12\n\ncan_sample\x18\x05 \x01(\x08\x12\x17\n\x0finserts_waiting\x18\x06 \x01(\x03\x12\x17\n\x0fsamples_waiting\x18\x07 \x01(\x03\"\x97\x03\n\tTableInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x10\n\x08max_size\x18\x03 \x01(\x03\x12\x10\n\x08selector\x18\x04 \x01(\t\x12\x19\n\x11max_times_sampled\x18\x05 \x01(\x03\x12\x16\n\x0einserted_items\x18\x06 \x01(\x03\x12\x15\n\rsampled_items\x18\x07 \x01(\x03\x12\x18\n\x10priority_updates\x18\x08 \x01(\x03\x12\x14\n\x0cstored_bytes\x18\t \x01(\x03\x12\x39\n\tsignature\x18\n \x03(\x0b\x32&.shoal.replay.TableInfo.SignatureEntry\x12\x33\n\x0crate_limiter\x18\x0b \x01(\x0b\x32\x1d.shoal.replay.RateLimiterInfo\x12\x15\n\rstored_frames\x18\x0c \x01(\x03\x1aI\n\x0eSignatureEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.shoal.replay.FieldSpec:\x02\x38\x01\"7\n\x0cInfoResponse\x12\'\n\x06tables\x18\x01 \x03(\x0b\x32\x17.shoal.replay.TableInfo\"\x13\n\x11\x43heckpointRequest\"\"\n\x12\x43heckpointResponse\x12\x0c\n\x04path\x18\x01 \x01(\t*N\n\x0b\x43ompression\x12\x14\n\x10\x43OMPRESSION_NONE\x10\x00\x12\x13\n\x0f\x43OMPRESSION_LZ4\x10\x01\x12\x14\n\x10\x43OMPRESSION_ZSTD\x10\x02\x32\x92\x03\n\rReplayService\x12G\n\x06Insert\x12\x1b.shoal.replay.InsertRequest\x1a\x1c.shoal.replay.InsertResponse(\x01\x30\x01\x12\x45\n\x06Sample\x12\x1b.shoal.replay.SampleRequest\x1a\x1c.shoal.replay.SampleResponse0\x01\x12\x61\n\x10UpdatePriorities\x12%.shoal.replay.UpdatePrioritiesRequest\x1a&.shoal.replay.UpdatePrioritiesResponse\x12=\n\x04Info\x12\x19.shoal.replay.InfoRequest\x1a\x1a.shoal.replay.InfoResponse\x12O\n\nCheckpoint\x12\x1f.shoal.replay.CheckpointRequest\x1a .shoal.replay.CheckpointResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shoal/protos/replay.proto\x12\x0cshoal.replay\"r\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12.\n\x0b\x63ompression\x18\x04 \x01(\x0e\x32\x19.shoal.replay.Compression\x12\x0c\n\x04rows\x18\x05 \x03(\x0c\"\x82\x02\n\rInsertRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x39\n\x07\x63olumns\x18\x02 \x03(\x0b\x32(.shoal.replay.InsertRequest.ColumnsEntry\x12(\n\npriorities\x18\x03 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12$\n\x06\x66rames\x18\x04 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12\x11\n\tack_later\x18\x05 \x01(\x08\x1a\x44\n\x0c\x43olumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor:\x02\x38\x01\"1\n\x0eInsertResponse\x12\r\n\x05items\x18\x01 \x01(\x03\x12\x10\n\x08messages\x18\x02 \x01(\x03\"~\n\rSampleRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x10\n\x08prefetch\x18\x03 \x01(\x05\x12\x13\n\x0bnum_batches\x18\x04 \x01(\x03\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01J\x04\x08\x05\x10\x06R\x04\x62\x65ta\"\xc3\x02\n\x0eSampleResponse\x12:\n\x07\x63olumns\x18\x01 \x03(\x0b\x32).shoal.replay.SampleResponse.ColumnsEntry\x12\"\n\x04keys\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12+\n\rprobabilities\x18\x03 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\x12$\n\x06\x66rames\x18\x06 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12\x15\n\rframe_columns\x18\x07 \x03(\t\x1a\x44\n\x0c\x43olumnsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor:\x02\x38\x01J\x04\x08\x04\x10\x05R\x07weights\"v\n\x17UpdatePrioritiesRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\"\n\x04keys\x18\x02 \x01(\x0b\x32\x14.shoal.replay.Tensor\x12(\n\npriorities\x18\x03 \x01(\x0b\x32\x14.shoal.replay.Tensor\"<\n\x18UpdatePrioritiesResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x03\x12\x0f\n\x07ignored\x18\x02 \x01(\x03\"\x1d\n\x0bInfoRequest\x12\x0e\n\x06tables\x18\x01 \x03(\t\"i\n\tFieldSpec\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12.\n\x0b\x63ompression\x18\x03 \x01(\x0e\x32\x19.shoal.replay.Compression\x12\x0e\n\x06\x66rames\x18\x04 \x01(\x08\"\xb9\x01\n\x0fRateLimiterInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x1e\n\x16insert_blocked_seconds\x18\x02 \x01(\x01\x12\x1e\n\x16sample_blocked_seconds\x18\x03 \x01(\x01\x12\x12\n\ncan_insert\x18\x04 \x01(\x08\x12\x12\n\ncan_sample\x18\x05 \x01(\x08\x12\x17\n\x0finserts_waiting\x18\x06 \x01(\x03\x12\x17\n\x0fsamples_waiting\x18\x07 \x01(\x03\"\x97\x03\n\tTableInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x10\n\x08max_size\x18\x03 \x01(\x03\x12\x10\n\x08selector\x18\x04 \x01(\t\x12\x19\n\x11max_times_sampled\x18\x05 \x01(\x03\x12\x16\n\x0einserted_items\x18\x06 \x01(\x03\x12\x15\n\rsampled_items\x18\x07 \x01(\x03\x12\x18\n\x10priority_updates\x18\x08 \x01(\x03\x12\x14\n\x0cstored_bytes\x18\t \x01(\x03\x12\x39\n\tsignature\x18\n \x03(\x0b\x32&.shoal.replay.TableInfo.SignatureEntry\x12\x33\n\x0crate_limiter\x18\x0b \x01(\x0b\x32\x1d.shoal.replay.RateLimiterInfo\x12\x15\n\rstored_frames\x18\x0c \x01(\x03\x1aI\n\x0eSignatureEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.shoal.replay.FieldSpec:\x02\x38\x01\"7\n\x0cInfoResponse\x12\'\n\x06tables\x18\x01 \x03(\x0b\x32\x17.shoal.replay.TableInfo\"\x13\n\x11\x43heckpointRequest\"\"\n\x12\x43heckpointResponse\x12\x0c\n\x04path\x18\x01 \x01(\t*N\n\x0b\x43ompression\x12\x14\n\x10\x43OMPRESSION_NONE\x10\x00\x12\x13\n\x0f\x43OMPRESSION_LZ4\x10\x01\x12\x14\n\x10\x43OMPRESSION_ZSTD\x10\x02\x32\x92\x03\n\rReplayService\x12G\n\x06Insert\x12\x1b.shoal.replay.InsertRequest\x1a\x1c.shoal.replay.InsertResponse(\x01\x30\x01\x12\x45\n\x06Sample\x12\x1b.shoal.replay.SampleRequest\x1a\x1c.shoal.replay.SampleResponse0\x01\x12\x61\n\x10UpdatePriorities\x12%.shoal.replay.UpdatePrioritiesRequest\x1a&.shoal.replay.UpdatePrioritiesResponse\x12=\n\x04Info\x12\x19.shoal.replay.InfoRequest\x1a\x1a.shoal.replay.InfoResponse\x12O\n\nCheckpoint\x12\x1f.shoal.replay.CheckpointRequest\x1a .shoal.replay.CheckpointResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,42 +37,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAMPLERESPONSE_COLUMNSENTRY']._serialized_options = b'8\001'
   _globals['_TABLEINFO_SIGNATUREENTRY']._loaded_options = None
   _globals['_TABLEINFO_SIGNATUREENTRY']._serialized_options = b'8\001'
-  _globals['_COMPRESSION']._serialized_start=1938
-  _globals['_COMPRESSION']._serialized_end=2016
+  _globals['_COMPRESSION']._serialized_start=1957
+  _globals['_COMPRESSION']._serialized_end=2035
   _globals['_TENSOR']._serialized_start=43
   _globals['_TENSOR']._serialized_end=157
   _globals['_INSERTREQUEST']._serialized_start=160
-  _globals['_INSERTREQUEST']._serialized_end=399
-  _globals['_INSERTREQUEST_COLUMNSENTRY']._serialized_start=331
-  _globals['_INSERTREQUEST_COLUMNSENTRY']._serialized_end=399
-  _globals['_INSERTRESPONSE']._serialized_start=401
-  _globals['_INSERTRESPONSE']._serialized_end=450
-  _globals['_SAMPLEREQUEST']._serialized_start=452
-  _globals['_SAMPLEREQUEST']._serialized_end=578
-  _globals['_SAMPLERESPONSE']._serialized_start=581
-  _globals['_SAMPLERESPONSE']._serialized_end=904
-  _globals['_SAMPLERESPONSE_COLUMNSENTRY']._serialized_start=331
-  _globals['_SAMPLERESPONSE_COLUMNSENTRY']._serialized_end=399
-  _globals['_UPDATEPRIORITIESREQUEST']._serialized_start=906
-  _globals['_UPDATEPRIORITIESREQUEST']._serialized_end=1024
-  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_start=1026
-  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_end=1086
-  _globals['_INFOREQUEST']._serialized_start=1088
-  _globals['_INFOREQUEST']._serialized_end=1117
-  _globals['_FIELDSPEC']._serialized_start=1119
-  _globals['_FIELDSPEC']._serialized_end=1224
-  _globals['_RATELIMITERINFO']._serialized_start=1227
-  _globals['_RATELIMITERINFO']._serialized_end=1412
-  _globals['_TABLEINFO']._serialized_start=1415
-  _globals['_TABLEINFO']._serialized_end=1822
-  _globals['_TABLEINFO_SIGNATUREENTRY']._serialized_start=1749
-  _globals['_TABLEINFO_SIGNATUREENTRY']._serialized_end=1822
-  _globals['_INFORESPONSE']._serialized_start=1824
-  _globals['_INFORESPONSE']._serialized_end=1879
-  _globals['_CHECKPOINTREQUEST']._serialized_start=1881
-  _globals['_CHECKPOINTREQUEST']._serialized_end=1900
-  _globals['_CHECKPOINTRESPONSE']._serialized_start=1902
-  _globals['_CHECKPOINTRESPONSE']._serialized_end=1936
-  _globals['_REPLAYSERVICE']._serialized_start=2019
-  _globals['_REPLAYSERVICE']._serialized_end=2421
+  _globals['_INSERTREQUEST']._serialized_end=418
+  _globals['_INSERTREQUEST_COLUMNSENTRY']._serialized_start=350
+  _globals['_INSERTREQUEST_COLUMNSENTRY']._serialized_end=418
+  _globals['_INSERTRESPONSE']._serialized_start=420
+  _globals['_INSERTRESPONSE']._serialized_end=469
+  _globals['_SAMPLEREQUEST']._serialized_start=471
+  _globals['_SAMPLEREQUEST']._serialized_end=597
+  _globals['_SAMPLERESPONSE']._serialized_start=600
+  _globals['_SAMPLERESPONSE']._serialized_end=923
+  _globals['_SAMPLERESPONSE_COLUMNSENTRY']._serialized_start=350
+  _globals['_SAMPLERESPONSE_COLUMNSENTRY']._serialized_end=418
+  _globals['_UPDATEPRIORITIESREQUEST']._serialized_start=925
+  _globals['_UPDATEPRIORITIESREQUEST']._serialized_end=1043
+  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_start=1045
+  _globals['_UPDATEPRIORITIESRESPONSE']._serialized_end=1105
+  _globals['_INFOREQUEST']._serialized_start=1107
+  _globals['_INFOREQUEST']._serialized_end=1136
+  _globals['_FIELDSPEC']._serialized_start=1138
+  _globals['_FIELDSPEC']._serialized_end=1243
+  _globals['_RATELIMITERINFO']._serialized_start=1246
+  _globals['_RATELIMITERINFO']._serialized_end=1431
+  _globals['_TABLEINFO']._serialized_start=1434
+  _globals['_TABLEINFO']._serialized_end=1841
+  _globals['_TABLEINFO_SIGNATUREENTRY']._serialized_start=1768
+  _globals['_TABLEINFO_SIGNATUREENTRY']._serialized_end=1841
+  _globals['_INFORESPONSE']._serialized_start=1843
+  _globals['_INFORESPONSE']._serialized_end=1898
+  _globals['_CHECKPOINTREQUEST']._serialized_start=1900
+  _globals['_CHECKPOINTREQUEST']._serialized_end=1919
+  _globals['_CHECKPOINTRESPONSE']._serialized_start=1921
+  _globals['_CHECKPOINTRESPONSE']._serialized_end=1955
+  _globals['_REPLAYSERVICE']._serialized_start=2038
+  _globals['_REPLAYSERVICE']._serialized_end=2440
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,7 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., compression: _Optional[_Union[Compression, str]] = ..., rows: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class InsertRequest(_message.Message):
-    __slots__ = ("table", "columns", "priorities", "frames")
+    __slots__ = ("table", "columns", "priorities", "frames", "ack_later")
     class ColumnsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,11 +43,13 @@ class InsertRequest(_message.Message):
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     PRIORITIES_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ACK_LATER_FIELD_NUMBER: _ClassVar[int]
     table: str
     columns: _containers.MessageMap[str, Tensor]
     priorities: Tensor
     frames: Tensor
-    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Mapping[str, Tensor]] = ..., priorities: _Optional[_Union[Tensor, _Mapping]] = ..., frames: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    ack_later: bool
+    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Mapping[str, Tensor]] = ..., priorities: _Optional[_Union[Tensor, _Mapping]] = ..., frames: _Optional[_Union[Tensor, _Mapping]] = ..., ack_later: _Optional[bool] = ...) -> None: ...
 
 class InsertResponse(_message.Message):
     __slots__ = ("items", "messages")

@@ -85,7 +85,8 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
     def Insert(
         self, request_iterator: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext
     ) -> Iterator[replay_pb2.InsertResponse]:
-        items = 0
+        items = messages = 0
+        unacknowledged = False  # the last stored message left its acknowledgement for later
         ended: dict[str, threading.Event] = {}
         for messages, request in enumerate(request_iterator, start=1):
             table = self._table(request.table, context)
@@ -100,6 +101,10 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
             except (WaitCancelled, TableClosed) as error:
                 _abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
             items += keys.size
+            unacknowledged = request.ack_later
+            if not unacknowledged:
+                yield replay_pb2.InsertResponse(items=items, messages=messages)
+        if unacknowledged:  # the writer waits for its last items at the stream's end
             yield replay_pb2.InsertResponse(items=items, messages=messages)
 
     def Sample(

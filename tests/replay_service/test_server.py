@@ -152,6 +152,25 @@ def test_each_stored_message_is_acknowledged_with_running_totals(stub):
     assert [(ack.items, ack.messages) for ack in acknowledgements] == [(3, 1), (4, 2), (9, 3)]
 
 
+def test_messages_may_leave_their_acknowledgement_to_a_later_one(stub):
+    messages = [insert_request("transitions", transitions(n, start=10 * n)) for n in (3, 1, 5, 2)]
+    for message, later in zip(messages, (True, False, True, True), strict=True):
+        message.ack_later = later
+    acknowledgements = insert(stub, messages)
+    # the second covers the first; the stream's end acknowledges the two left for later
+    assert [(ack.items, ack.messages) for ack in acknowledgements] == [(4, 2), (11, 4)]
+
+
+def test_writer_asks_for_an_acknowledgement_about_every_half_window(client, server):
+    writer = client.writer("transitions", max_items_per_message=4, max_in_flight_items=32)
+    for start in range(0, 160, 4):  # 40 messages, a window of 8
+        writer.extend(transitions(4, start=start))
+    stored = writer.close()
+    assert (stored.items, stored.messages) == (160, 40)
+    assert server.tables["transitions"].size == 160
+    assert writer.acknowledgements <= 40 // 4 + 2  # one per 4 messages, give or take the end
+
+
 def test_writer_close_returns_what_the_stream_stored(client):
     writer = client.writer("transitions", max_items_per_message=7, max_in_flight_items=14)
     writer.extend(transitions(30))
