@@ -15,9 +15,12 @@ actor's shape), each stage alone, on the real parts:
   process for --seconds, writing to a replay process whose table never holds it back
   (``sample_path.serve``), as wall time (its core to itself) and as this process's CPU
   (the gRPC threads included); adder + encode + send is what is left beside env and act;
-- the replay process's CPU (``/proc``) per Insert message and per item (the actor's items
-  sent again in messages of two sizes, solved for both), per sampled item (the learner's
-  own prefetching sampler), per priority updated; on-policy per rollout and per env step;
+- the replay process's CPU (``/proc``) per Insert message and per item: the actor's items
+  (Pong: transitions recorded in the order an actor sends them) encoded beforehand by the
+  client's writer in messages of two sizes, acknowledgements asked as the writer asks,
+  streamed as fast as the server stores them, solved for both (a frames table's frames
+  made new each round, as an actor's are); per sampled item (the learner's own
+  prefetching sampler); per priority updated; on-policy per rollout and per env step;
 - the learner's decode per batch (the prefetch thread's work on one message) and its
   update per batch (``learner.step`` on batches of the actor's items) on the device
   present: CUDA when there is one, else the CPU.
@@ -38,7 +41,8 @@ service, and "knee" is the fewest actors that give 95 % of the most the model al
 local Ray) of DQN CartPole at 1 and 2 actors with the default learner-bound ratio and with
 free actors (samples_per_insert 0.25), PPO CartPole synchronous at 1 and 2, and DQN Pong
 at 1 and 2 (Atari settings of ``atari_pong.py``, a span 3x as long), each measured over
-the second half of its span; each is set against this machine's prediction for the same
+the second half of its span, right after its workload's costs are measured (the machine's
+speed drifts within minutes); each is set against this machine's prediction for the same
 shape.
 
 With --json, one JSON object per line, one per scenario: kind ("prediction" or
@@ -74,7 +78,7 @@ import numpy as np
 import torch
 from atari_pong import ATARI_SETTINGS
 from capacity_model import Costs, Machine, Prediction, Scenario, Workload, predict
-from sample_path import TOKEN, Recorded, cpu_seconds, decode_ms, into_prefetch, serve
+from sample_path import TOKEN, Recorded, cpu_seconds, decode_ms, into_prefetch, record, serve
 
 from shoal.protos.tables import MinSize
 
@@ -175,10 +179,12 @@ def named_figures(pairs: list[str]) -> dict[str, float]:
 
 
 def resolved(definition: WorkloadDef) -> Any:
+    """The run's settings for one actor: an on-policy update's size is then measured as a
+    1-actor run makes it (a preset's 2 actors would halve its rollouts)."""
     from shoal.launcher.config import resolve
 
     return resolve({"algo": definition.algo, "env": definition.env,
-                    "algorithm": definition.settings,
+                    "algorithm": definition.settings, "run": {"actors": 1},
                     "collection": {"envs_per_actor": definition.envs_per_actor}},
                    check_learner=False)
 
@@ -254,6 +260,7 @@ def take(client: Any, table: str, batch_size: int, count: int) -> list[Any]:
                 for batch in sampler]
 
 
+ACK_EVERY = 4  # messages per acknowledgement the client's writer asks for by default
 ROUNDS = itertools.count(1)  # the stamp of each round of items sent again
 
 
@@ -266,13 +273,12 @@ def stamp(columns: dict[str, np.ndarray], frames: list[str], round_: int) -> Non
         columns[name][..., 0, 1] = (round_ >> 8) & 0xFF
 
 
-def insert_messages(client: Any, table: str, batches: list[Any], per_message: int,
-                    frames: list[str], distinct_items: int) -> tuple[list[Any], int]:
-    """Insert messages of ``per_message`` of the batches' items, encoded beforehand by the
+def insert_messages(client: Any, table: str, columns: dict[str, np.ndarray],
+                    per_message: int, frames: list[str],
+                    distinct_items: int) -> tuple[list[Any], int]:
+    """Insert messages of ``per_message`` of these items, encoded beforehand by the
     client's own writer, and how many items they hold. A frames table needs new frames
     (it stores a frame it has once), so those are stamped anew until ``distinct_items``."""
-    columns = {name: np.concatenate([batch.columns[name] for batch in batches])
-               for name in batches[0].columns}
     count = len(next(iter(columns.values())))
     writer = client.writer(table, max_items_per_message=per_message)
     messages: list[Any] = []
@@ -283,7 +289,10 @@ def insert_messages(client: Any, table: str, batches: list[Any], per_message: in
             for start in range(0, count - per_message + 1, per_message):
                 part = {name: column[start:start + per_message]
                         for name, column in columns.items()}
-                messages.append(writer.encode(part, np.ones(per_message)))
+                message = writer.encode(part, np.ones(per_message))
+                # as the writer asks, every half of its default window of eight messages
+                message.ack_later = len(messages) % ACK_EVERY != ACK_EVERY - 1
+                messages.append(message)
                 items += per_message
     return messages, items
 
@@ -300,14 +309,14 @@ def insert_cost(client: Any, messages: list[Any], items: int, pid: int, seconds:
     return (cpu_seconds(pid) - cpu) / sent
 
 
-def insert_costs(client: Any, table: str, batches: list[Any], per_message: int,
+def insert_costs(client: Any, table: str, columns: dict[str, np.ndarray], per_message: int,
                  pid: int, seconds: float, frames: list[str]) -> tuple[float, float]:
     """(per message, per item): the CPU per item at two message sizes is a + b / size,
     solved for a and b."""
     small = max(1, per_message // 16)
     per_item = {}
     for size in (per_message, small):
-        messages, items = insert_messages(client, table, batches, size, frames, 20_000)
+        messages, items = insert_messages(client, table, columns, size, frames, 20_000)
         per_item[size] = insert_cost(client, messages, items, pid, seconds, again=not frames)
     message_cost = max(0.0, (per_item[small] - per_item[per_message])
                        / (1 / small - 1 / per_message))
@@ -494,8 +503,13 @@ def measure(definition: WorkloadDef, seconds: float) -> Costs:
             held = take(client, spec.name, batch_size, max(12, (512 if image else 4096)
                                                           // batch_size))
             frames = [name for name, field in spec.signature.items() if field.frames]
-            message_cost, item_cost = insert_costs(client, spec.name, held, per_message, pid,
-                                                   seconds, frames)
+            # frames in the order an actor sends them (a transition brings ~1 new frame
+            # per env; random draws from the table would bring ~7)
+            columns = (record(config.env, config, 2048) if frames else
+                       {name: np.concatenate([batch.columns[name] for batch in held])
+                        for name in held[0].columns})
+            message_cost, item_cost = insert_costs(client, spec.name, columns, per_message,
+                                                   pid, seconds, frames)
             _, sample_cost = into_prefetch(client, spec.name, batch_size, seconds, pid)
             wall, cpu = update_seconds(config, held[:12], device, warm_up=2)
             loop_wall, loop_cpu = learner_loop(config, address, device, seconds, 10_000)
@@ -642,19 +656,48 @@ def fmt_error(value: float | None) -> str:
     return "   -" if value is None else f"{value:+.0%}"
 
 
+def validation_rows(name: str, workload: Workload, costs: Costs, here: Machine,
+                    runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        scene = Scenario(workload, here, run["actors"], WORKLOADS[name].envs_per_actor, 1)
+        prediction = predict(scene, costs)
+        measured = {key: run[key] for key in ("env_steps_per_s", "updates_per_s",
+                                              "learner_wait_fraction", "actor_wait_fraction")}
+        wait = run["learner_wait_fraction"]
+        if wait is not None and run["updates_per_s"]:
+            # the learner's time per update in the run, its waits taken out
+            measured["learner_seconds_per_update"] = (1.0 - min(wait, 1.0)) / run["updates_per_s"]
+        rows.append(row("validation", scene, prediction, costs, measured=measured, error={
+            "env_steps_per_s": error(prediction.env_steps_per_s, run["env_steps_per_s"]),
+            "updates_per_s": error(prediction.updates_per_s, run["updates_per_s"])}))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    names = list(dict.fromkeys([*args.workloads, *(v[0] for v in VALIDATIONS
-                                                   if args.validate)]))
-    costs: dict[str, Costs] = {}
+    validations = {entry[0]: entry[1:] for entry in VALIDATIONS} if args.validate else {}
+    names = list(dict.fromkeys([*args.workloads, *validations]))
+    sources = [WORKLOADS[name].measure_as or name for name in names]
+    # a workload's runs follow its measurement: the machine's speed drifts within minutes
+    names.sort(key=lambda name: sources.index(WORKLOADS[name].measure_as or name))
     configs = {name: resolved(WORKLOADS[name]) for name in names}
-    for name in names:
-        source = WORKLOADS[name].measure_as or name
-        if source not in costs:
-            costs[source] = measure(WORKLOADS[source], args.seconds)
-            print_costs(source, costs[source])
-        costs[name] = costs[source]
     here = this_machine()
+    costs: dict[str, Costs] = {}
+    checked: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="shoal-capacity-") as folder:
+        for name in names:
+            source = WORKLOADS[name].measure_as or name
+            if source not in costs:
+                costs[source] = measure(WORKLOADS[source], args.seconds)
+                print_costs(source, costs[source])
+            costs[name] = costs[source]
+            if name in validations:
+                arguments, counts, span = validations[name]
+                runs = measured_runs(name, arguments, counts, span * args.validate_seconds,
+                                     Path(folder))
+                checked += validation_rows(name, workload_of(name, configs[name]),
+                                           costs[name], here, runs)
     lines = []
     for name in args.workloads:
         workload = workload_of(name, configs[name])
@@ -666,30 +709,7 @@ def main(argv: list[str] | None = None) -> int:
             scene = Scenario(workload, machine, actors, envs, args.replay_processes)
             lines.append(row("prediction", scene, predict(scene, cost), cost,
                              knee=knee(workload, machine, envs, args.replay_processes, cost)))
-    if args.validate:
-        with tempfile.TemporaryDirectory(prefix="shoal-capacity-") as folder:
-            for name, arguments, counts, span in VALIDATIONS:
-                runs = measured_runs(name, arguments, counts, span * args.validate_seconds,
-                                     Path(folder))
-                workload = workload_of(name, configs[name])
-                for run in runs:
-                    scene = Scenario(workload, here, run["actors"],
-                                     WORKLOADS[name].envs_per_actor, 1)
-                    prediction = predict(scene, costs[name])
-                    measured = {key: run[key] for key in (
-                        "env_steps_per_s", "updates_per_s", "learner_wait_fraction",
-                        "actor_wait_fraction")}
-                    wait = run["learner_wait_fraction"]
-                    if wait is not None and run["updates_per_s"]:
-                        # the learner's time per update in the run, its waits taken out
-                        measured["learner_seconds_per_update"] = (
-                            (1.0 - min(wait, 1.0)) / run["updates_per_s"])
-                    lines.append(row("validation", scene, prediction, costs[name],
-                                     measured=measured, error={
-                                         "env_steps_per_s": error(prediction.env_steps_per_s,
-                                                                  run["env_steps_per_s"]),
-                                         "updates_per_s": error(prediction.updates_per_s,
-                                                                run["updates_per_s"])}))
+    lines += checked
     print(f"\n{'workload':<18} {'machine':<28} {'actors':>6} | predicted")
     for line in lines:
         print_row(line)
