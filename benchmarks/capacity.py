@@ -551,6 +551,12 @@ def on_gpu(name: str, costs: Costs, args: argparse.Namespace) -> Costs:
     if name in args.gpu_inference_ms:
         sources["inference"] = (f"--gpu-inference-ms {args.gpu_inference_ms[name]:g} given, "
                                 "not used: shoal's actors infer on the CPU")
+    if name in GPU_UPDATE_SIZE:  # on-policy: the loop beside the update measured here is
+        # mostly torch's (minibatch shuffles, returns) and noisy (26-365 ms per Pong update
+        # in runs an hour apart); on a GPU it goes with the update, decoding stays
+        sources["learner_overhead"] = "the decode alone: the rest of the loop on the GPU"
+        costs = dataclasses.replace(costs, learner_overhead=costs.decode,
+                                    learner_cpu_overhead=costs.decode)
     return dataclasses.replace(costs, update=update, update_cpu=update, sources=sources)
 
 
