@@ -14,9 +14,10 @@ A change is judged by what it did: the first window after it is set against the 
 before it, and a change after which neither env steps/s nor updates/s rose by ``margin``
 is undone, its count remembered as one that does not help (on 2 cores a fourth actor
 added nothing: actors fight the learner and the replay process for the cores). The
-CPUs the run shares (``cores``, from Ray or the machine) do not cap the count, as measured
-on 2 cores a third actor still gave 24 % more env steps/s than two, but an addition that
-puts more processes than CPUs on them says so in its reason, and stands only if it pays.
+CPUs the run shares (``cores``: the machine's, or the Ray cluster's) do not cap the count:
+on 2 cores a third actor gave 16-24 % more env steps/s than two in some runs and under 5 %
+in others. An addition that puts more processes than CPUs on them says so in its reason,
+and stands only if it pays.
 """
 
 from __future__ import annotations
