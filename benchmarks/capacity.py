@@ -429,7 +429,7 @@ def rollout_costs(client: Any, config: Any, pid: int, seconds: float) -> dict[st
     and the learner's decode of a rollout per env step (the queue refilled with the
     actor's rollouts and drained again, for ``seconds``)."""
     from shoal.learner.prefetch import decoding
-    from shoal.replay_service.client import Sampler
+    from shoal.replay_service.sampling import Sampler
 
     table = config.table.name
     steps = config.algorithm.rollout_length * config.collection.envs_per_actor

@@ -20,8 +20,8 @@ from shoal.actors.adders import NStepTransitionAdder
 from shoal.actors.envs import make_vector_env
 from shoal.protos.tables import FieldSpec, MinSize, OldestFirst, Prioritized
 from shoal.replay_service import Table
-from shoal.replay_service.client import decode_sample
 from shoal.replay_service.messages import encode_sample
+from shoal.replay_service.sampling import decode_sample
 
 
 def record(steps: int, envs_count: int) -> dict[str, np.ndarray]:

@@ -171,7 +171,7 @@ def decode_ms(client: Any, table: str, batch_size: int, repeats: int = 20) -> fl
 
     from shoal.learner.prefetch import decoding, to_device
     from shoal.protos import replay_pb2
-    from shoal.replay_service.client import Sampler
+    from shoal.replay_service.sampling import Sampler
 
     request = replay_pb2.SampleRequest(table=table, batch_size=batch_size, prefetch=1,
                                        num_batches=repeats + 8)

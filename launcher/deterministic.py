@@ -43,7 +43,7 @@ from shoal.launcher.tensorboard import TensorBoardSink
 from shoal.launcher.training import Summary, write_failure, write_summary
 from shoal.learner.learner import LearnerLoop
 from shoal.learner.prefetch import to_device
-from shoal.replay_service.client import SampleBatch
+from shoal.replay_service.sampling import SampleBatch
 from shoal.replay_service.table import Table
 
 REPORT_SECONDS = 2.0

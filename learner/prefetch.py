@@ -19,8 +19,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from shoal.replay_service.client import ReplayClient, SampleBatch
+from shoal.replay_service.client import ReplayClient
 from shoal.replay_service.reconnecting import ReconnectingSampler
+from shoal.replay_service.sampling import SampleBatch
 
 
 class DeviceBatch(NamedTuple):

@@ -14,7 +14,8 @@ from shoal.protos.tables import (
     TableSpec,
     Uniform,
 )
-from shoal.replay_service.client import ReplayClient, SampleBatch, Sampler, Writer, WriterError
+from shoal.replay_service.client import ReplayClient
+from shoal.replay_service.sampling import SampleBatch, Sampler
 from shoal.replay_service.server import ReplayServer
 from shoal.replay_service.table import (
     CompressedRows,
@@ -23,6 +24,7 @@ from shoal.replay_service.table import (
     RateLimiterTimeout,
     Table,
 )
+from shoal.replay_service.writer import Writer, WriterError
 
 __all__ = [
     "CompressedRows", "Draw", "FieldSpec", "Fifo", "InvalidItems", "MinSize", "OldestFirst",

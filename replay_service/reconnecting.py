@@ -11,7 +11,9 @@ from typing import Any
 import grpc
 
 from shoal.protos.transport import Backoff
-from shoal.replay_service.client import ReplayClient, SampleBatch, Sampler, Writer, WriterError
+from shoal.replay_service.client import ReplayClient
+from shoal.replay_service.sampling import SampleBatch, Sampler
+from shoal.replay_service.writer import Writer, WriterError
 
 log = logging.getLogger(__name__)
 

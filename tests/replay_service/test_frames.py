@@ -19,8 +19,8 @@ from shoal.protos.frames import decode_stacks, split_frames
 from shoal.protos.tables import FieldSpec, FrameKind, MinSize, OldestFirst, Prioritized
 from shoal.protos.transport import bearer_metadata
 from shoal.replay_service import ReplayClient, ReplayServer, Table
-from shoal.replay_service.client import decode_sample
 from shoal.replay_service.messages import encode_sample
+from shoal.replay_service.sampling import decode_sample
 
 from ..conftest import TOKEN
 
