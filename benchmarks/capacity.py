@@ -78,7 +78,16 @@ import numpy as np
 import torch
 from atari_pong import ATARI_SETTINGS
 from capacity_model import Costs, Machine, Prediction, Scenario, Workload, predict
-from sample_path import TOKEN, Recorded, cpu_seconds, decode_ms, into_prefetch, record, serve
+from sample_path import (
+    TOKEN,
+    Recorded,
+    cpu_seconds,
+    decode_ms,
+    into_prefetch,
+    record,
+    serve,
+    stamped,
+)
 
 from shoal.protos.tables import MinSize
 
@@ -264,15 +273,6 @@ ACK_EVERY = 4  # messages per acknowledgement the client's writer asks for by de
 ROUNDS = itertools.count(1)  # the stamp of each round of items sent again
 
 
-def stamp(columns: dict[str, np.ndarray], frames: list[str], round_: int) -> None:
-    """Makes every frame of the frames fields new (two pixels hold ``round_``): a frames
-    table stores a frame it holds already once, so items sent again would cost it less
-    than an actor's new ones. Frames equal within a round stay equal."""
-    for name in frames:
-        columns[name][..., 0, 0] = round_ & 0xFF
-        columns[name][..., 0, 1] = (round_ >> 8) & 0xFF
-
-
 def insert_messages(client: Any, table: str, columns: dict[str, np.ndarray],
                     per_message: int, frames: list[str],
                     distinct_items: int) -> tuple[list[Any], int]:
@@ -285,7 +285,7 @@ def insert_messages(client: Any, table: str, columns: dict[str, np.ndarray],
     items = 0
     with contextlib.closing(writer):  # it sends nothing: close has nothing to wait for
         while not messages or (frames and items < distinct_items):
-            stamp(columns, frames, next(ROUNDS))
+            columns = stamped(columns, frames, next(ROUNDS))
             for start in range(0, count - per_message + 1, per_message):
                 part = {name: column[start:start + per_message]
                         for name, column in columns.items()}
@@ -541,7 +541,7 @@ def workload_of(name: str, config: Any) -> Workload:
                     items_per_message=algorithm.items_per_message)
 
 
-def on_gpu(name: str, costs: Costs, args: argparse.Namespace) -> Costs:
+def on_gpu(name: str, on_policy: bool, costs: Costs, args: argparse.Namespace) -> Costs:
     """The costs on a machine with a GPU, where this one has none: the update given."""
     given = name in args.gpu_update_ms
     ms = args.gpu_update_ms[name] if given else GPU_UPDATE_MS[name][0]
@@ -551,9 +551,9 @@ def on_gpu(name: str, costs: Costs, args: argparse.Namespace) -> Costs:
     if name in args.gpu_inference_ms:
         sources["inference"] = (f"--gpu-inference-ms {args.gpu_inference_ms[name]:g} given, "
                                 "not used: shoal's actors infer on the CPU")
-    if name in GPU_UPDATE_SIZE:  # on-policy: the loop beside the update measured here is
-        # mostly torch's (minibatch shuffles, returns) and noisy (26-365 ms per Pong update
-        # in runs an hour apart); on a GPU it goes with the update, decoding stays
+    if on_policy:  # the loop beside the update measured here is mostly torch's (minibatch
+        # shuffles, returns) and noisy (26-365 ms per Pong update in runs an hour apart);
+        # on a GPU it goes with the update, decoding stays
         sources["learner_overhead"] = "the decode alone: the rest of the loop on the GPU"
         costs = dataclasses.replace(costs, learner_overhead=costs.decode,
                                     learner_cpu_overhead=costs.decode)
@@ -710,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
         envs = args.envs_per_actor or WORKLOADS[name].envs_per_actor
         for key in args.machines:
             machine = here if key == "here" else MACHINES[key]
-            cost = costs[name] if not machine.gpu or here.gpu else on_gpu(name, costs[name], args)
+            cost = (costs[name] if not machine.gpu or here.gpu
+                    else on_gpu(name, workload.on_policy, costs[name], args))
             actors = args.actors or max(1, int(machine.cores_per_node * machine.nodes) - 2)
             scene = Scenario(workload, machine, actors, envs, args.replay_processes)
             lines.append(row("prediction", scene, predict(scene, cost), cost,

@@ -211,26 +211,13 @@ def table_spec(kind: str, size: int) -> tuple[TableSpec, Any]:
     return dataclasses.replace(config.table, rate_limiter=MinSize(1)), config
 
 
-def stamped(columns: dict[str, np.ndarray], spec: TableSpec, value: int) -> dict[str, np.ndarray]:
-    """The items with ``value`` in two corner pixels of every frame of the frames fields:
-    equal frames stay equal (a message still shares them as the writer found them), but no
-    frame equals one of a message with another value."""
-    out = dict(columns)
-    for name, field in spec.signature.items():
-        if field.frames:
-            array = columns[name].copy()
-            array[..., 0, 0] = value & 0xFF
-            array[..., 0, 1] = (value >> 8) & 0xFF
-            out[name] = array
-    return out
-
-
 def build_messages(address: str, spec: TableSpec, recorded: dict[str, np.ndarray],
                    message_items: int) -> list[bytes]:
     """Serialized Insert messages, as the client's writer encodes them, with Ape-X-like
     initial priorities; enough that a message's frames come back only after the table has
     evicted its last copy (1.5 tables' worth), and at least every recorded item once."""
-    has_frames = any(field.frames for field in spec.signature.values())
+    frames = [name for name, field in spec.signature.items() if field.frames]
+    has_frames = bool(frames)
     count = len(recorded["reward"])
     starts = range(0, count - message_items + 1, message_items)
     wanted = len(starts)
@@ -245,7 +232,7 @@ def build_messages(address: str, spec: TableSpec, recorded: dict[str, np.ndarray
             columns = {name: column[start:start + message_items]
                        for name, column in recorded.items()}
             if has_frames:
-                columns = stamped(columns, spec, index)
+                columns = sample_path.stamped(columns, frames, index)
             request = writer.encode(columns, rng.exponential(size=message_items) + 1e-3)
             messages.append(request.SerializeToString())
     return messages
